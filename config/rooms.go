@@ -1,0 +1,20 @@
+package config
+
+// RoomsConfig configures group rooms.
+type RoomsConfig struct {
+	HistoryLimit  int `yaml:"history_limit" mapstructure:"history_limit" doc:"Messages kept per room."`
+	RatePerMinute int `yaml:"rate_per_minute" mapstructure:"rate_per_minute" doc:"Messages accepted per member and minute."`
+	Burst         int `yaml:"burst" mapstructure:"burst" doc:"Messages a member may send at once above rate_per_minute."`
+}
+
+func defaultRooms() RoomsConfig {
+	return RoomsConfig{HistoryLimit: 5000, RatePerMinute: 30, Burst: 10}
+}
+
+func (c RoomsConfig) validate() error {
+	var p problems
+	p.positive("rooms.history_limit", int64(c.HistoryLimit))
+	p.positive("rooms.rate_per_minute", int64(c.RatePerMinute))
+	p.positive("rooms.burst", int64(c.Burst))
+	return p.err()
+}

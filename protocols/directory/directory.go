@@ -98,18 +98,16 @@ type Options struct {
 
 // Service announces, serves and looks up cards.
 type Service struct {
-	h    host.Host
-	r    Routing
-	ns   *store.NS
-	log  *slog.Logger
-	opts Options
+	h   host.Host
+	r   Routing
+	ns  *store.NS
+	log *slog.Logger
 
-	mu      sync.Mutex
-	kinds   map[string]Verifier
-	held    map[string]map[string]*pb.Held // key → kind/id → card
-	due     map[string]time.Time           // key → next Provide
-	backoff map[string]time.Duration
-	kick    chan struct{}
+	rep *Republisher
+
+	mu    sync.Mutex
+	kinds map[string]Verifier
+	held  map[string]map[string]*pb.Held // key → kind/id → card
 }
 
 // New builds the directory service and registers its stream handler on h. Cards announced before a restart
@@ -122,19 +120,10 @@ func New(h host.Host, r Routing, ns *store.NS, log *slog.Logger, opts ...Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	if o.Republish <= 0 {
-		o.Republish = 22 * time.Hour
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = 2 * time.Second
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = 10 * time.Minute
-	}
+	log = log.With("component", "directory")
 	s := &Service{
-		h: h, r: r, ns: ns, log: log.With("component", "directory"), opts: o,
+		h: h, r: r, ns: ns, log: log, rep: NewRepublisher(r, log, o),
 		kinds: map[string]Verifier{}, held: map[string]map[string]*pb.Held{},
-		due: map[string]time.Time{}, backoff: map[string]time.Duration{}, kick: make(chan struct{}, 1),
 	}
 	s.load()
 	h.SetStreamHandler(ProtocolID, s.handle)
@@ -172,7 +161,7 @@ func (s *Service) load() {
 			s.held[h.Key] = m
 		}
 		m[heldID(h.Card.Kind, h.Id)] = &h
-		s.due[h.Key] = time.Time{}
+		s.rep.Add(h.Key, KeyCID(h.Key))
 	}
 }
 
@@ -239,18 +228,10 @@ func (s *Service) Announce(key, kind string, raw []byte) error {
 	if m == nil {
 		m = map[string]*pb.Held{}
 		s.held[key] = m
-		s.due[key] = time.Time{}
-		s.kickLocked()
+		s.rep.Add(key, KeyCID(key))
 	}
 	m[heldID(kind, id)] = h
 	return nil
-}
-
-func (s *Service) kickLocked() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
 }
 
 // Withdraw stops holding the card kind/id under key. When no card is left under the key, the key is no
@@ -268,8 +249,7 @@ func (s *Service) Withdraw(key, kind, id string) error {
 	delete(m, heldID(kind, id))
 	if len(m) == 0 {
 		delete(s.held, key)
-		delete(s.due, key)
-		delete(s.backoff, key)
+		s.rep.Remove(key)
 	}
 	return nil
 }
@@ -319,91 +299,10 @@ func compareStr(a, b string) int {
 
 // Run provides every announced key when it is due (new keys at once, then every Republish interval, with
 // backoff after failures) until ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		case <-s.kick:
-		}
-		s.provideDue(ctx)
-		s.mu.Lock()
-		next := time.Hour
-		now := time.Now()
-		for _, d := range s.due {
-			if w := d.Sub(now); w < next {
-				next = max(w, 10*time.Millisecond)
-			}
-		}
-		s.mu.Unlock()
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(next)
-	}
-}
-
-func (s *Service) provideDue(ctx context.Context) {
-	now := time.Now()
-	s.mu.Lock()
-	var keys []string
-	for k, d := range s.due {
-		if !d.After(now) {
-			keys = append(keys, k)
-		}
-	}
-	s.mu.Unlock()
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			s.provideOne(ctx, k)
-		})
-	}
-	wg.Wait()
-}
-
-func (s *Service) provideOne(ctx context.Context, key string) {
-	pctx, cancel := context.WithTimeout(ctx, ProvideTimeout)
-	err := s.r.Provide(pctx, KeyCID(key), true)
-	cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.held[key]; !ok {
-		return // withdrawn meanwhile
-	}
-	if err != nil {
-		b := s.backoff[key]
-		b = min(max(2*b, s.opts.RetryMin), s.opts.RetryMax)
-		s.backoff[key] = b
-		s.due[key] = time.Now().Add(b)
-		if ctx.Err() == nil {
-			s.log.Debug("Directory provide failed", "retryIn", b, "err", err)
-		}
-		return
-	}
-	delete(s.backoff, key)
-	s.due[key] = time.Now().Add(s.opts.Republish)
-}
+func (s *Service) Run(ctx context.Context) error { return s.rep.Run(ctx) }
 
 // Provided reports whether key has been provided successfully since it was announced (tests and status).
-func (s *Service) Provided(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.due[key]
-	return ok && !d.IsZero() && s.backoff[key] == 0 && time.Until(d) > 0
-}
+func (s *Service) Provided(key string) bool { return s.rep.Provided(key) }
 
 // Lookup finds the cards announced under key: the cards held locally plus those of up to MaxProviders DHT
 // providers, each verified with its kind's verifier, deduplicated by kind and id (newest kept), newest

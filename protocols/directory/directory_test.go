@@ -204,8 +204,7 @@ func TestLookupDropsForgedCards(t *testing.T) {
 		dirs[0].mu.Lock()
 		if dirs[0].held["k"] == nil {
 			dirs[0].held["k"] = map[string]*pb.Held{}
-			dirs[0].due["k"] = time.Time{}
-			dirs[0].kickLocked()
+			dirs[0].rep.Add("k", KeyCID("k"))
 		}
 		dirs[0].held["k"][h.Id] = h
 		dirs[0].mu.Unlock()

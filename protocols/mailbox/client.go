@@ -126,20 +126,20 @@ func (c *Client) InboxRelays() []string {
 }
 
 // MailboxCard returns the card to give friend: my inbox relays, my mailbox key and a deposit capability for
-// that friend, signed by my account key. A card without relays is still useful: senders look up my inbox
-// record in the DHT.
+// that friend, signed by my account key. The card is deterministic: it changes only when my inbox relays do,
+// so a friend's copy can be compared by hash. A card without relays is still useful: senders look up my
+// inbox record in the DHT.
 func (c *Client) MailboxCard(_ context.Context, friend ed25519.PublicKey) ([]byte, error) {
 	if len(friend) != ed25519.PublicKeySize {
 		return nil, errors.New("mailbox card: friend key must be 32 bytes")
 	}
-	now := c.o.Now()
-	capab, err := c.keys.Capability(friend, now)
+	capab, err := c.keys.Capability(friend)
 	if err != nil {
 		return nil, err
 	}
 	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.CardBody{
 		Version: 1, AccountKey: c.o.Identity.AccountKey(), OwnerKey: c.keys.OwnerKey(), KemId: uint32(kem.ID()),
-		HpkePublicKey: c.keys.hpkePub, Relays: c.InboxRelays(), Capability: capab, IssuedUnix: now.Unix(),
+		HpkePublicKey: c.keys.hpkePub, Relays: c.InboxRelays(), Capability: capab,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mailbox card: %w", err)

@@ -217,10 +217,11 @@ func (k *Keys) capID(friend ed25519.PublicKey) []byte {
 	return m.Sum(nil)[:capIDLen]
 }
 
-// Capability issues the deposit capability for friend.
-func (k *Keys) Capability(friend ed25519.PublicKey, now time.Time) ([]byte, error) {
+// Capability issues the deposit capability for friend. It carries no time, so the same friend always gets
+// the same bytes (ed25519 signatures are deterministic): a friend's copy only changes when revoked.
+func (k *Keys) Capability(friend ed25519.PublicKey) ([]byte, error) {
 	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.CapabilityBody{
-		Version: 1, OwnerKey: k.OwnerKey(), CapId: k.capID(friend), IssuedUnix: now.Unix(),
+		Version: 1, OwnerKey: k.OwnerKey(), CapId: k.capID(friend),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: capability: %w", err)
@@ -310,7 +311,6 @@ type Card struct {
 	HPKEPublic []byte
 	Relays     []string
 	Capability []byte
-	Issued     time.Time
 }
 
 // ParseCard decodes and verifies a card (signature by the account key, key sizes, relay addresses).
@@ -341,7 +341,8 @@ func ParseCard(raw []byte) (Card, error) {
 	if err := checkRelays(b.Relays, 0); err != nil {
 		return Card{}, fmt.Errorf("%w: %v", ErrBadCard, err)
 	}
-	capab, err := VerifyCapability(b.Capability, time.Unix(b.IssuedUnix, 0))
+	// Expiry is the relay's to judge at deposit time; here only the structure and signature count.
+	capab, err := VerifyCapability(b.Capability, time.Unix(0, 0))
 	if err != nil {
 		return Card{}, fmt.Errorf("%w: %v", ErrBadCard, err)
 	}
@@ -350,7 +351,7 @@ func ParseCard(raw []byte) (Card, error) {
 	}
 	return Card{
 		Account: b.AccountKey, Owner: b.OwnerKey, Mailbox: MailboxIDOf(b.OwnerKey), HPKEPublic: b.HpkePublicKey,
-		Relays: b.Relays, Capability: b.Capability, Issued: time.Unix(b.IssuedUnix, 0),
+		Relays: b.Relays, Capability: b.Capability,
 	}, nil
 }
 

@@ -347,6 +347,9 @@ func TestCardAndRecord(t *testing.T) {
 	if len(raw) > 4096 {
 		t.Fatalf("card is %d bytes", len(raw))
 	}
+	if again := cardFor(t, b, a); !bytes.Equal(again, raw) {
+		t.Fatal("the card for the same friend changed between calls")
+	}
 	// Cards for different friends carry different capabilities.
 	other, _ := ParseCard(cardFor(t, b, tn.user("c")))
 	if bytes.Equal(other.Capability, card.Capability) {

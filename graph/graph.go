@@ -118,11 +118,13 @@ type Contact struct {
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
 	// Bookkeeping of the contact protocol.
-	UnblockTo   State  `json:"unblock_to,omitempty"`   // state to return to when unblocked
-	InviteID    string `json:"invite_id,omitempty"`    // invite they used (request-in) or I used (invited)
-	Secret      []byte `json:"secret,omitempty"`       // the invite secret, while my request is not delivered
-	AcceptOwed  bool   `json:"accept_owed,omitempty"`  // I accepted; they have not been told yet
-	ProfileSent uint64 `json:"profile_sent,omitempty"` // version of my profile they have
+	UnblockTo   State     `json:"unblock_to,omitempty"`    // state to return to when unblocked
+	InviteID    string    `json:"invite_id,omitempty"`     // invite they used (request-in) or I used (invited)
+	Secret      []byte    `json:"secret,omitempty"`        // the invite secret, while my request is not delivered
+	InviteExp   time.Time `json:"invite_expires,omitzero"` // expiry of the invite I accepted, while invited
+	AcceptOwed  bool      `json:"accept_owed,omitempty"`   // I accepted; they have not been told yet
+	ProfileSent uint64    `json:"profile_sent,omitempty"`  // version of my profile they have
+	CardSent    string    `json:"card_sent,omitempty"`     // hash of the mailbox card they have
 }
 
 // Name is how the contact is shown: alias, else their profile's name, else the name from their invite.

@@ -65,7 +65,7 @@ func startFriends(ctx context.Context, n *Node) error {
 	copts := contact.Options{
 		Host: n.Host, Router: n.DHT, Graph: g, Identity: n.Identity, Events: n.Events, Log: log,
 		Bundle: dms.Bundle(), ViaMailbox: dms.ViaMailbox, OnFriend: dms.Kick, OnReachable: dms.Kick,
-		RelayHints: func() []string { return relayHints(n) }, RetryMin: fc.RetryMin, RetryMax: fc.RetryMax,
+		RelayHints: func() []string { return relayHints(n) }, InviteTTL: fc.InviteExpires, RetryMin: fc.RetryMin, RetryMax: fc.RetryMax,
 	}
 	if mb != nil {
 		copts.Mailbox = mb

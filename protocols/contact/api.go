@@ -145,11 +145,14 @@ func (s *Service) RegisterAPI(srv *api.Server) error {
 		req := struct {
 			Expires string `json:"expires"`
 			Uses    int    `json:"uses"`
-		}{Expires: "24h", Uses: 1}
+		}{Uses: 1}
 		if r.ContentLength != 0 && !api.DecodeJSON(w, r, &req) {
 			return
 		}
-		ttl, err := time.ParseDuration(req.Expires)
+		ttl, err := s.o.InviteTTL, error(nil)
+		if req.Expires != "" {
+			ttl, err = time.ParseDuration(req.Expires)
+		}
 		if err != nil {
 			api.WriteError(w, http.StatusBadRequest, "bad_request", "expires must be a duration such as 24h or 30m")
 			return

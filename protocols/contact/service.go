@@ -84,6 +84,8 @@ type Options struct {
 	OnReachable func(a identity.AccountID)
 	// RelayHints returns relay addresses to put in new invites (may be nil).
 	RelayHints func() []string
+	// InviteTTL is the lifetime of invites created without one (default 24h).
+	InviteTTL time.Duration
 	// RetryMin and RetryMax bound the backoff of undelivered contact messages.
 	RetryMin, RetryMax time.Duration
 }
@@ -118,6 +120,9 @@ func New(ctx context.Context, o Options) *Service {
 	}
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = max(o.RetryMin, 5*time.Minute)
+	}
+	if o.InviteTTL <= 0 {
+		o.InviteTTL = 24 * time.Hour
 	}
 	return &Service{
 		ctx: ctx, o: o, log: o.Log.With("component", "contact"), dialer: &Dialer{Host: o.Host, Router: o.Router},

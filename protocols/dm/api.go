@@ -103,6 +103,21 @@ func (s *Service) RegisterAPI(srv *api.Server) error {
 		}
 		api.WriteJSON(w, http.StatusAccepted, m)
 	})
+	srv.Handle("GET /api/v1/conversations/{friend}/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		a, ok := s.conversation(w, r)
+		if !ok {
+			return
+		}
+		m, err := s.Message(a, "", r.PathValue("id"))
+		if errors.Is(err, store.ErrNotFound) {
+			m, err = s.Message(a, a, r.PathValue("id"))
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, m)
+	})
 	srv.Handle("POST /api/v1/conversations/{friend}/read", func(w http.ResponseWriter, r *http.Request) {
 		a, ok := s.conversation(w, r)
 		if !ok {

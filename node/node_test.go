@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,5 +95,67 @@ func TestInMemoryMocknetNodes(t *testing.T) {
 	_ = ctx
 	for _, n := range nodes {
 		n.Stop()
+	}
+}
+
+// TestAPIHardeningOnRealListener checks the local API's defences on a real node's listener.
+func TestAPIHardeningOnRealListener(t *testing.T) {
+	n := testnet.Start(t, 1, testnet.Options{})[0]
+	base := "http://" + n.APIAddr()
+	do := func(method, path, host, token string, hdr map[string]string, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	tok := n.APIToken()
+	json := map[string]string{"Content-Type": "application/json"}
+	cases := []struct {
+		name, method, path, host, token string
+		hdr                             map[string]string
+		body                            string
+		want                            int
+		wantBody                        string
+	}{
+		{"healthz needs no token", "GET", "/healthz", "", "", nil, "", 200, "ok"},
+		{"no token", "GET", "/api/v1/node", "", "", nil, "", 401, `"unauthorized"`},
+		{"wrong token", "GET", "/api/v1/node", "", "nope", nil, "", 401, `"error"`},
+		{"token", "GET", "/api/v1/node", "", tok, nil, "", 200, `"peer_id"`},
+		{"wrong host", "GET", "/api/v1/node", "evil.example", tok, nil, "", 403, `"error"`},
+		{"cross-site post", "POST", "/api/v1/peers/connect", "", tok,
+			map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, `{"addr":"x"}`, 403, `"error"`},
+		{"oversized body", "POST", "/api/v1/peers/connect", "", tok, json,
+			`{"addr":"` + strings.Repeat("a", 2<<20) + `"}`, 413, `"too_large"`},
+		{"unknown route", "GET", "/api/v1/nope", "", tok, nil, "", 404, `"not_found"`},
+		{"metrics", "GET", "/metrics", "", tok, nil, "", 200, "madang_peers_connected"},
+		{"metrics needs token", "GET", "/metrics", "", "", nil, "", 401, `"error"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := do(c.method, c.path, c.host, c.token, c.hdr, c.body)
+			if code != c.want || !strings.Contains(body, c.wantBody) {
+				t.Fatalf("%s %s: %d %.200s, want %d containing %s", c.method, c.path, code, body, c.want, c.wantBody)
+			}
+		})
+	}
+	if _, body := do("GET", "/metrics", "", tok, nil, ""); !strings.Contains(body, "libp2p_") {
+		t.Fatalf("metrics lack libp2p's own series")
 	}
 }

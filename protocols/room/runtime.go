@@ -1,0 +1,627 @@
+package room
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/madang-p2p/madang/gossip"
+	"github.com/madang-p2p/madang/protocols/room/pb"
+	"github.com/madang-p2p/madang/store"
+)
+
+// Validation bounds.
+const (
+	// MaxFutureSkew: a message or action stamped further in the future is rejected.
+	MaxFutureSkew = 60 * time.Second
+	// StaleAfter: an older message is ignored on the live topic (history sync delivers it instead). It
+	// equals gossip's seen-cache TTL, so replays after the cache forgot a message are dropped too.
+	StaleAfter = gossip.SeenMessagesTTL
+	// banGrace: for this long after a ban is known, messages of the banned persona are ignored rather
+	// than rejected, since honest forwarders may not have the ban yet.
+	banGrace = 30 * time.Second
+	// rate limits at validators tolerate a little jitter over what senders enforce on themselves.
+	validatorBurstSlack = 2
+	validatorSlowFactor = 0.8
+)
+
+// Errors of user operations.
+var (
+	ErrNotJoined    = errors.New("room: not a member of this room")
+	ErrRateLimited  = errors.New("room: sending too fast (rate limit)")
+	ErrSlowMode     = errors.New("room: slow mode is on, wait before sending again")
+	ErrBanned       = errors.New("room: you are banned from this room")
+	ErrClosed       = errors.New("room: the room is closed")
+	ErrNotModerator = errors.New("room: only the owner or a co-host can do this")
+	ErrOwnerOnly    = errors.New("room: only the owner can do this")
+	ErrRoomFull     = errors.New("room: the room is full")
+	ErrLinkRequired = errors.New("room: this room is joined by link only (ask a member for the link)")
+	ErrNoPeers      = errors.New("room: no reachable member or relay has this room")
+	ErrBadRequest   = errors.New("room: bad request")
+)
+
+// roomRT is a joined or kept room at run time.
+type roomRT struct {
+	s   *Service
+	id  ID
+	key string // room ID string, for store keys
+
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	events *pubsub.TopicEventHandler
+	cancel context.CancelFunc
+
+	state   atomic.Pointer[State]
+	lim     *limiter // validators
+	sendLim *limiter // our own persona
+	secret  []byte   // link rooms
+	persona ed25519.PrivateKey
+	owner   ed25519.PrivateKey
+
+	mu       sync.Mutex // serialises ingestion and guards the fields below
+	rec      *pb.RoomRecord
+	log      Log
+	banKnown map[pkey]time.Time
+	members  map[pkey]*pb.Member
+	count    int
+	newest   int64
+	lastSent int64
+	openedAt time.Time
+	synced   map[peer.ID]time.Time
+	syncing  atomic.Bool
+}
+
+func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) *roomRT {
+	r := &roomRT{
+		s: s, id: id, key: id.String(), rec: rec, log: *log, secret: rec.Secret,
+		lim:      newLimiter(s.c.RatePerMinute, s.c.Burst+validatorBurstSlack),
+		sendLim:  newLimiter(s.c.RatePerMinute, s.c.Burst),
+		banKnown: map[pkey]time.Time{}, members: map[pkey]*pb.Member{}, synced: map[peer.ID]time.Time{},
+		openedAt: s.now(),
+	}
+	if rec.Joined {
+		r.persona = PersonaKey(s.d.Secrets, id)
+	}
+	if len(rec.OwnerNonce) > 0 {
+		r.owner = OwnerKey(s.d.Secrets, rec.OwnerNonce)
+	}
+	st := Fold(genesis, log)
+	now := s.now()
+	for p := range st.Bans {
+		r.banKnown[p] = now.Add(-banGrace) // known since before this run
+	}
+	r.state.Store(st)
+	return r
+}
+
+// start joins the topic and starts the room's loops under ctx.
+func (r *roomRT) start(ctx context.Context) error {
+	t, err := r.s.d.Gossip.Join(r.id.Topic(), r.validate, gossip.TopicScoreParams())
+	if err != nil {
+		return err
+	}
+	sub, err := gossip.Subscribe(t)
+	if err != nil {
+		_ = r.s.d.Gossip.Leave(r.id.Topic())
+		return err
+	}
+	evh, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		_ = r.s.d.Gossip.Leave(r.id.Topic())
+		return fmt.Errorf("room events: %w", err)
+	}
+	r.topic, r.sub, r.events = t, sub, evh
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.s.spawn(func() { r.receiveLoop(ctx) })
+	r.s.spawn(func() { r.peerLoop(ctx) })
+	r.s.spawn(func() { r.discoverLoop(ctx) })
+	r.s.rep.Add("room:"+r.key, RendezvousCID(r.id))
+	return nil
+}
+
+// stop leaves the topic and ends the loops.
+func (r *roomRT) stop() {
+	r.s.rep.Remove("room:" + r.key)
+	if r.cancel != nil {
+		r.cancel()
+	}
+	if r.events != nil {
+		r.events.Cancel()
+	}
+	if r.sub != nil {
+		r.sub.Cancel()
+	}
+	_ = r.s.d.Gossip.Leave(r.id.Topic())
+}
+
+// validate is the topic validator. It runs the cheap checks first and verifies the one signature last,
+// so that a node verifies each message once; Reject is reserved for what no honest forwarder would pass
+// on (bad signature or structure, wrong room, far-future time, bad link proof, a ban known for a while),
+// Ignore for what depends on timing or local state (stale, duplicate, rate limit, slow mode, fresh ban).
+func (r *roomRT) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	if from == r.s.d.Host.ID() {
+		if _, ok := m.ValidatorData.(*decoded); ok {
+			return pubsub.ValidationAccept // our own publication, signed and checked by send or moderate
+		}
+	}
+	d, err := parseItem(m.Data)
+	if err != nil {
+		return pubsub.ValidationReject
+	}
+	var res pubsub.ValidationResult
+	if d.msg != nil {
+		res = r.validateMessage(d)
+	} else {
+		res = r.validateMod(d)
+	}
+	if res == pubsub.ValidationAccept {
+		m.ValidatorData = d
+	}
+	return res
+}
+
+func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
+	b := d.msg.Body
+	if d.msg.Room != r.id {
+		return pubsub.ValidationReject
+	}
+	now := r.s.now()
+	t := time.UnixMilli(b.TimeMs)
+	switch {
+	case t.After(now.Add(MaxFutureSkew)):
+		return pubsub.ValidationReject
+	case t.Before(now.Add(-StaleAfter)):
+		return pubsub.ValidationIgnore
+	}
+	st := r.state.Load()
+	if st.Closed {
+		return pubsub.ValidationIgnore
+	}
+	if _, banned := st.Banned(b.Persona, now); banned {
+		r.mu.Lock()
+		known, ok := r.banKnown[pk(b.Persona)]
+		r.mu.Unlock()
+		if ok && now.Sub(known) > banGrace {
+			return pubsub.ValidationReject
+		}
+		return pubsub.ValidationIgnore
+	}
+	if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK && !hmac.Equal(b.JoinProof, joinProof(r.secret, r.id, b.Persona)) {
+		return pubsub.ValidationReject
+	}
+	if r.has(d.msg.ID) {
+		return pubsub.ValidationIgnore
+	}
+	if !d.verify() {
+		return pubsub.ValidationReject
+	}
+	if b.Kind == pb.Kind_JOIN && r.full(b.Persona, st) {
+		return pubsub.ValidationIgnore
+	}
+	slow := time.Duration(float64(st.Slow) * validatorSlowFactor)
+	if st.IsModerator(b.Persona) {
+		slow = 0
+	}
+	if r.lim.allow(pk(b.Persona), now, slow) != allowed {
+		return pubsub.ValidationIgnore
+	}
+	return pubsub.ValidationAccept
+}
+
+func (r *roomRT) validateMod(d *decoded) pubsub.ValidationResult {
+	b := d.mod.Body
+	if d.mod.Room != r.id {
+		return pubsub.ValidationReject
+	}
+	if time.UnixMilli(b.TimeMs).After(r.s.now().Add(MaxFutureSkew)) {
+		return pubsub.ValidationReject
+	}
+	r.mu.Lock()
+	dup := r.log.Has(d.mod.ID)
+	r.mu.Unlock()
+	if dup {
+		return pubsub.ValidationIgnore
+	}
+	if !d.verify() {
+		return pubsub.ValidationReject
+	}
+	st := r.state.Load()
+	switch {
+	case st.IsOwner(b.Signer):
+		return pubsub.ValidationAccept
+	case ownerOnly(b):
+		return pubsub.ValidationReject
+	case st.IsModerator(b.Signer):
+		return pubsub.ValidationAccept
+	}
+	if _, ok := authorityFor(st.Genesis, b); ok {
+		return pubsub.ValidationAccept // the fold decides whether it still holds
+	}
+	return pubsub.ValidationReject
+}
+
+// full reports whether a new persona would exceed the room's capacity.
+func (r *roomRT) full(persona []byte, st *State) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.members[pk(persona)]; ok && !m.Left {
+		return false
+	}
+	return r.memberCountLocked(st) >= int(st.Manifest.Body.Capacity)
+}
+
+func (r *roomRT) memberCountLocked(st *State) int {
+	n := 0
+	now := r.s.now()
+	for p, m := range r.members {
+		if _, banned := st.Banned(p[:], now); !m.Left && !banned {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *roomRT) has(id MsgID) bool {
+	ok, _ := r.s.d.Store.Has(r.idxKey(id))
+	return ok
+}
+
+func (r *roomRT) msgKey(t int64, id MsgID) string {
+	return "m/" + r.key + "/" + store.Uint64Key(uint64(t)) + "/" + id.String()
+}
+func (r *roomRT) idxKey(id MsgID) string { return "x/" + r.key + "/" + id.String() }
+func (r *roomRT) modKey(a *ModAction) string {
+	return "l/" + r.key + "/" + store.Uint64Key(a.Body.Seq) + "/" + a.ID.String()
+}
+func (r *roomRT) memberKey(p []byte) string { return "p/" + r.key + "/" + PersonaString(p) }
+
+// ingestMessage stores a verified message once and tells the node. History sync passes live=false: its
+// messages from personas banned at their time are dropped.
+func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
+	st := r.state.Load()
+	if !live {
+		if ban, ok := st.Banned(m.Body.Persona, r.s.now()); ok && !m.Time().Before(ban.Since) {
+			return false, nil
+		}
+	}
+	r.mu.Lock()
+	if r.has(m.ID) {
+		r.mu.Unlock()
+		return false, nil
+	}
+	b := r.s.d.DB.NewBatch()
+	defer b.Discard()
+	_ = b.Put(r.s.d.Store, r.msgKey(m.Body.TimeMs, m.ID), m.Raw)
+	_ = b.Put(r.s.d.Store, r.idxKey(m.ID), []byte(store.Uint64Key(uint64(m.Body.TimeMs))))
+	if mem := r.memberUpdateLocked(m); mem != nil {
+		raw, _ := proto.Marshal(mem)
+		_ = b.Put(r.s.d.Store, r.memberKey(m.Body.Persona), raw)
+	}
+	if err := b.Commit(false); err != nil {
+		r.mu.Unlock()
+		return false, fmt.Errorf("store message: %w", err)
+	}
+	r.count++
+	r.newest = max(r.newest, m.Body.TimeMs)
+	mine := r.persona != nil && string(m.Body.Persona) == string(r.persona.Public().(ed25519.PublicKey))
+	r.mu.Unlock()
+	r.s.delivered(r, m, st, mine, live)
+	return true, nil
+}
+
+// memberUpdateLocked records what a message says about its persona; it returns the member record to
+// write, or nil if nothing durable changed.
+func (r *roomRT) memberUpdateLocked(m *Message) *pb.Member {
+	b := m.Body
+	k := pk(b.Persona)
+	mem := r.members[k]
+	changed := false
+	if mem == nil {
+		mem = &pb.Member{JoinedMs: b.TimeMs}
+		r.members[k] = mem
+		changed = true
+	}
+	if b.TimeMs >= mem.LastMs {
+		mem.LastMs = b.TimeMs
+		if b.Nick != "" && b.Nick != mem.Nick {
+			mem.Nick, changed = b.Nick, true
+		}
+		switch b.Kind {
+		case pb.Kind_JOIN:
+			if len(b.Avatar) > 0 {
+				mem.Avatar = b.Avatar
+			}
+			mem.Left, changed = false, true
+		case pb.Kind_LEAVE:
+			mem.Left, changed = true, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return proto.Clone(mem).(*pb.Member)
+}
+
+// ingestMod adds a verified moderation action (and the AddModerator it carries as authority) to the log,
+// folds the log again and tells the node.
+func (r *roomRT) ingestMod(a *ModAction) (bool, error) {
+	r.mu.Lock()
+	if r.log.Has(a.ID) {
+		r.mu.Unlock()
+		return false, nil
+	}
+	st := r.state.Load()
+	var add []*ModAction
+	if auth, ok := authorityFor(st.Genesis, a.Body); ok && auth != nil && !r.log.Has(auth.ID) {
+		add = append(add, auth)
+	}
+	add = append(add, a)
+	b := r.s.d.DB.NewBatch()
+	defer b.Discard()
+	for _, x := range add {
+		r.log.Insert(x)
+		_ = b.Put(r.s.d.Store, r.modKey(x), x.Raw)
+	}
+	if err := b.Commit(true); err != nil {
+		r.mu.Unlock()
+		return false, fmt.Errorf("store moderation: %w", err)
+	}
+	nst := Fold(st.Genesis, &r.log)
+	now := r.s.now()
+	for p := range nst.Bans {
+		if _, ok := r.banKnown[p]; !ok {
+			r.banKnown[p] = now
+		}
+	}
+	manifestChanged := nst.Manifest != st.Manifest
+	if manifestChanged {
+		r.rec.Manifest = nst.Manifest.Raw
+		if err := r.s.putRecord(r.id, r.rec); err != nil {
+			r.s.log.Warn("Room record update failed", "err", err)
+		}
+	}
+	r.state.Store(nst)
+	r.mu.Unlock()
+	reason := "moderation"
+	switch {
+	case nst.Closed && !st.Closed:
+		reason = "closed"
+	case manifestChanged:
+		reason = "manifest"
+	}
+	r.s.updated(r, reason, a)
+	if r.owner != nil && (manifestChanged || nst.Closed) {
+		r.s.spawn(func() { r.s.announceCard(r) })
+	}
+	return true, nil
+}
+
+// receiveLoop hands every accepted topic message to ingestion.
+func (r *roomRT) receiveLoop(ctx context.Context) {
+	for {
+		m, err := r.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		d, _ := m.ValidatorData.(*decoded)
+		if d == nil {
+			continue
+		}
+		if d.msg != nil {
+			_, err = r.ingestMessage(d.msg, true)
+		} else {
+			_, err = r.ingestMod(d.mod)
+		}
+		if err != nil {
+			r.s.log.Warn("Room ingest failed", "err", err)
+		}
+	}
+}
+
+// peerLoop syncs with each room peer that appears on the topic (we or they came back online, or a new
+// member joined), at most once per minute per peer.
+func (r *roomRT) peerLoop(ctx context.Context) {
+	for {
+		ev, err := r.events.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type != pubsub.PeerJoin {
+			continue
+		}
+		r.mu.Lock()
+		last := r.synced[ev.Peer]
+		due := r.s.now().Sub(last) > time.Minute
+		if due {
+			r.synced[ev.Peer] = r.s.now()
+		}
+		r.mu.Unlock()
+		if due {
+			r.s.spawn(func() { r.catchUp(ctx, ev.Peer) })
+		}
+	}
+}
+
+// discoverLoop looks for room peers in the DHT whenever the room has no topic peers (at start, after a
+// restart, after losing them), with backoff.
+func (r *roomRT) discoverLoop(ctx context.Context) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if len(r.topic.ListPeers()) == 0 {
+			r.s.findPeers(ctx, r.id, nil)
+			wait = min(max(2*wait, 2*time.Second), time.Minute)
+		} else {
+			wait = 30 * time.Second
+		}
+	}
+}
+
+// catchUp fetches what this node missed from p: messages since the newest one stored (less a margin for
+// late and clock-skewed messages) and moderation entries from the highest seq known.
+func (r *roomRT) catchUp(ctx context.Context, p peer.ID) {
+	r.mu.Lock()
+	since := max(r.newest-catchUpMargin.Milliseconds(), r.rec.FloorMs)
+	r.mu.Unlock()
+	if _, err := r.s.syncRoom(ctx, r, p, false, max(since, 0)); err != nil && ctx.Err() == nil {
+		r.s.log.Debug("Room catch-up failed", "peer", p, "err", err)
+	}
+}
+
+// catchUpMargin is how far before the newest stored message a catch-up starts.
+const catchUpMargin = 10 * time.Minute
+
+// send signs and publishes one of our messages. It is stored (and shown) at once; it is published when the
+// room has peers (waiting a little for the mesh right after joining), and otherwise reaches the room
+// through history sync when peers come back.
+func (r *roomRT) send(ctx context.Context, kind pb.Kind, text string, replyTo []byte) (*Message, bool, error) {
+	if r.persona == nil {
+		return nil, false, ErrNotJoined
+	}
+	st := r.state.Load()
+	me := r.persona.Public().(ed25519.PublicKey)
+	now := r.s.now()
+	switch {
+	case st.Closed:
+		return nil, false, ErrClosed
+	case kind == pb.Kind_TEXT && strings.TrimSpace(text) == "":
+		return nil, false, fmt.Errorf("%w: empty message", ErrBadRequest)
+	case len(text) > MaxTextBytes:
+		return nil, false, fmt.Errorf("%w: text over %d bytes", ErrBadRequest, MaxTextBytes)
+	}
+	if _, banned := st.Banned(me, now); banned {
+		return nil, false, ErrBanned
+	}
+	slow := st.Slow
+	if st.IsModerator(me) || r.owner != nil {
+		slow = 0
+	}
+	switch r.sendLim.allow(pk(me), now, slow) {
+	case rateLimited:
+		return nil, false, ErrRateLimited
+	case slowMode:
+		return nil, false, ErrSlowMode
+	}
+	r.mu.Lock()
+	t := max(now.UnixMilli(), r.lastSent+1)
+	r.lastSent = t
+	nick, avatar := r.rec.Nick, r.rec.Avatar
+	r.mu.Unlock()
+	nonce := make([]byte, 12)
+	_, _ = rand.Read(nonce)
+	body := &pb.MessageBody{
+		Version: 1, Room: r.id[:], Persona: me, TimeMs: t, Nonce: nonce, Kind: kind, Text: text,
+		ReplyTo: replyTo, Nick: nick,
+	}
+	if kind == pb.Kind_JOIN {
+		body.Avatar = avatar
+	}
+	if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK {
+		body.JoinProof = joinProof(r.secret, r.id, me)
+	}
+	msg, err := SignMessage(r.persona, body)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := r.ingestMessage(msg, true); err != nil {
+		return nil, false, err
+	}
+	return msg, r.publish(ctx, msg.Raw, &decoded{msg: msg}), nil
+}
+
+// publish sends raw on the topic. Flood publishing reaches every topic peer at once; with no topic peer
+// right after joining, it waits up to publishWait for one so that no first message is silently lost.
+func (r *roomRT) publish(ctx context.Context, raw []byte, d *decoded) bool {
+	opts := []pubsub.PubOpt{pubsub.WithValidatorData(d)}
+	if len(r.topic.ListPeers()) == 0 {
+		if r.s.now().Sub(r.openedAt) > publishWait*10 {
+			return false // alone: history sync delivers it when peers come back
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishWait)
+		defer cancel()
+		opts = append(opts, pubsub.WithReadiness(pubsub.MinTopicSize(1)))
+	}
+	if err := r.topic.Publish(ctx, raw, opts...); err != nil {
+		r.s.log.Debug("Room publish failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// publishWait bounds the wait for a first topic peer when publishing right after joining.
+const publishWait = 3 * time.Second
+
+// waitPeers waits until the topic has a peer (mesh ready for flood publishing) or d passes.
+func (r *roomRT) waitPeers(ctx context.Context, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(r.topic.ListPeers()) == 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// moderate signs and publishes a moderation action with the owner key or our co-host persona.
+func (r *roomRT) moderate(ctx context.Context, b *pb.ModBody) (*ModAction, error) {
+	st := r.state.Load()
+	var key ed25519.PrivateKey
+	switch {
+	case r.owner != nil:
+		key = r.owner
+	case r.persona != nil && st.IsModerator(r.persona.Public().(ed25519.PublicKey)):
+		if ownerOnly(b) {
+			return nil, ErrOwnerOnly
+		}
+		key = r.persona
+	default:
+		return nil, ErrNotModerator
+	}
+	if st.Closed {
+		return nil, ErrClosed
+	}
+	r.mu.Lock()
+	b.Version, b.Room, b.Signer = 1, r.id[:], key.Public().(ed25519.PublicKey)
+	b.Seq = r.log.MaxSeq() + 1
+	b.TimeMs = max(r.s.now().UnixMilli(), 1)
+	if r.owner == nil {
+		b.Authority = authorityOf(st, &r.log, b.Signer)
+	}
+	r.mu.Unlock()
+	if t := target(b); t != nil && r.owner == nil && st.IsModerator(t) {
+		return nil, ErrOwnerOnly
+	}
+	a, err := SignModAction(key, b)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.ingestMod(a); err != nil {
+		return nil, err
+	}
+	r.publish(ctx, a.Raw, &decoded{mod: a})
+	return a, nil
+}

@@ -1,0 +1,116 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/madang-p2p/madang/gossip"
+)
+
+func (ch *channel) currentTopic() *pubsub.Topic {
+	ch.topicMu.Lock()
+	defer ch.topicMu.Unlock()
+	return ch.topic
+}
+
+func (s *Service) joinTopic(ch *channel) error {
+	ch.topicMu.Lock()
+	defer ch.topicMu.Unlock()
+	if ch.topic != nil || s.ctx.Err() != nil {
+		return nil
+	}
+	name := Topic(ch.log.id)
+	t, err := s.o.Gossip.Join(name, s.validator(ch), nil)
+	if err != nil {
+		return fmt.Errorf("channel %s: %w", ch.log.id, err)
+	}
+	sub, err := gossip.Subscribe(t)
+	if err != nil {
+		_ = s.o.Gossip.Leave(name)
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	ch.topic, ch.stopSub, ch.subDone = t, cancel, done
+	s.wg.Go(func() {
+		defer close(done)
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			s.handleLive(ch, msg)
+		}
+	})
+	return nil
+}
+
+func (s *Service) leaveTopic(ch *channel) {
+	ch.topicMu.Lock()
+	defer ch.topicMu.Unlock()
+	if ch.topic == nil {
+		return
+	}
+	ch.stopSub()
+	<-ch.subDone
+	if err := s.o.Gossip.Leave(Topic(ch.log.id)); err != nil {
+		s.log.Debug("Channel topic leave failed", "channel", ch.log.id, "err", err)
+	}
+	ch.topic, ch.stopSub, ch.subDone = nil, nil, nil
+}
+
+// validator admits only entries signed by the channel key: Reject for anything invalid or signed by
+// another key (penalises the forwarder), Ignore for entries from a clock too far ahead and for entries
+// this node already holds. A second valid entry for a held seq is accepted: it is the proof of a fork.
+func (s *Service) validator(ch *channel) pubsub.ValidatorEx {
+	return func(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+		e, err := VerifyEntry(m.Data)
+		if err != nil || !e.Channel.Equal(ch.log.key) {
+			return pubsub.ValidationReject
+		}
+		if m.ReceivedFrom != s.o.Host.ID() { // not our own publication
+			if e.Time.After(s.o.Now().Add(maxClockSkew)) {
+				return pubsub.ValidationIgnore
+			}
+			if st := ch.log.State(); e.Seq <= st.Seq {
+				if raw, err := ch.log.Raw(e.Seq); err == nil && entryIDOfRaw(raw) == e.ID {
+					return pubsub.ValidationIgnore
+				}
+			}
+		}
+		m.ValidatorData = e
+		return pubsub.ValidationAccept
+	}
+}
+
+func entryIDOfRaw(raw []byte) [32]byte {
+	e, _, _, err := DecodeEntry(raw)
+	if err != nil {
+		return [32]byte{}
+	}
+	return e.ID
+}
+
+func (s *Service) handleLive(ch *channel, m *pubsub.Message) {
+	e, ok := m.ValidatorData.(*Entry)
+	if !ok || m.ReceivedFrom == s.o.Host.ID() {
+		return // our own post, already in the log
+	}
+	res, err := ch.log.Apply(e)
+	if err != nil {
+		if !errors.Is(err, ErrForked) {
+			s.log.Warn("Channel live entry not stored", "channel", ch.log.id, "seq", e.Seq, "err", err)
+		}
+		return
+	}
+	s.applied(ch, res, true)
+	if res.Held > 0 {
+		// Something before this entry is missing: fetch it, first from the peer that forwarded it.
+		s.requestSync(ch.log.id, m.ReceivedFrom)
+	}
+}

@@ -302,14 +302,13 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 		return false, nil
 	}
 	b := r.s.d.DB.NewBatch()
-	defer b.Discard()
 	_ = b.Put(r.s.d.Store, r.msgKey(m.Body.TimeMs, m.ID), m.Raw)
 	_ = b.Put(r.s.d.Store, r.idxKey(m.ID), []byte(store.Uint64Key(uint64(m.Body.TimeMs))))
 	if mem := r.memberUpdateLocked(m); mem != nil {
 		raw, _ := proto.Marshal(mem)
 		_ = b.Put(r.s.d.Store, r.memberKey(m.Body.Persona), raw)
 	}
-	if err := b.Commit(false); err != nil {
+	if err := commit(b, false); err != nil {
 		r.mu.Unlock()
 		return false, fmt.Errorf("store message: %w", err)
 	}
@@ -369,12 +368,11 @@ func (r *roomRT) ingestMod(a *ModAction) (bool, error) {
 	}
 	add = append(add, a)
 	b := r.s.d.DB.NewBatch()
-	defer b.Discard()
 	for _, x := range add {
 		r.log.Insert(x)
 		_ = b.Put(r.s.d.Store, r.modKey(x), x.Raw)
 	}
-	if err := b.Commit(true); err != nil {
+	if err := commit(b, true); err != nil {
 		r.mu.Unlock()
 		return false, fmt.Errorf("store moderation: %w", err)
 	}

@@ -506,7 +506,7 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 	for _, a := range resp.log.entries {
 		_ = b.Put(s.d.Store, r.modKey(a), a.Raw)
 	}
-	if err := b.Commit(true); err != nil {
+	if err := commit(b, true); err != nil {
 		return nil, fmt.Errorf("store moderation: %w", err)
 	}
 	for _, m := range resp.messages {
@@ -616,17 +616,27 @@ func (s *Service) Leave(ctx context.Context, id ID) error {
 
 func (s *Service) deleteRoom(ctx context.Context, id ID) error {
 	b := s.d.DB.NewBatch()
-	defer b.Discard()
 	for _, prefix := range []string{"m/", "x/", "l/", "p/"} {
 		for e, err := range s.d.Store.Scan(ctx, store.Range{Prefix: prefix + id.String() + "/"}) {
 			if err != nil {
+				b.Discard()
 				return err
 			}
 			_ = b.Delete(s.d.Store, e.Key)
 		}
 	}
 	_ = b.Delete(s.d.Store, "r/"+id.String())
-	return b.Commit(true)
+	return commit(b, true)
+}
+
+// commit commits b and releases it whether or not the commit succeeds (store.Batch.Commit releases it only
+// on success).
+func commit(b *store.Batch, sync bool) error {
+	if err := b.Commit(sync); err != nil {
+		b.Discard()
+		return err
+	}
+	return nil
 }
 
 // Send posts a text message.
@@ -769,10 +779,10 @@ func (r *roomRT) prune(ctx context.Context) {
 	}
 	drop := r.count - limit
 	b := r.s.d.DB.NewBatch()
-	defer b.Discard()
 	n := 0
 	for e, err := range r.s.d.Store.Scan(ctx, store.Range{Prefix: "m/" + r.key + "/", Limit: drop}) {
 		if err != nil {
+			b.Discard()
 			return
 		}
 		_ = b.Delete(r.s.d.Store, e.Key)
@@ -781,7 +791,7 @@ func (r *roomRT) prune(ctx context.Context) {
 		}
 		n++
 	}
-	if err := b.Commit(false); err != nil {
+	if err := commit(b, false); err != nil {
 		r.s.log.Warn("Room prune failed", "err", err)
 		return
 	}

@@ -301,7 +301,7 @@ func (s *Service) applyReply(c graph.Contact, reply *pb.Reply, sent int) (bool, 
 	}
 	var failed []string
 	for _, f := range reply.Failures {
-		if f.Permanent && ValidID(f.Id) {
+		if f.Permanent && ValidID(f.Id) && s.isQueued(c.AccountID, f.Id, f.Digest) {
 			failed = append(failed, f.Id)
 		}
 	}
@@ -313,6 +313,21 @@ func (s *Service) applyReply(c graph.Contact, reply *pb.Reply, sent int) (bool, 
 		progress = true
 	}
 	return progress || sent == 0, nil
+}
+
+// isQueued reports whether my message id to a is in the outbox with exactly the payload of that digest (a
+// failure report about a damaged copy must not fail the original).
+func (s *Service) isQueued(a identity.AccountID, id, digest string) bool {
+	m, err := s.lookup(a, s.myID, id)
+	if err != nil {
+		return false
+	}
+	raw, err := s.ns.Get(outKey(a, m.Lamport, id))
+	if err != nil {
+		return false
+	}
+	var it pb.OutboxItem
+	return proto.Unmarshal(raw, &it) == nil && ItemID(it.Payload) == digest
 }
 
 // ItemID names a mailbox item by its payload, so that re-deposits of the same payload are recognisable.
@@ -441,7 +456,7 @@ func (s *Service) handle(st network.Stream) {
 // process handles payloads that claim to come from sender (for streams: the account of the remote device).
 // It returns the reply for the sender; an error means a local failure (nothing was acked).
 func (s *Service) process(ctx context.Context, sender ed25519.PublicKey, payloads [][]byte, viaMailbox bool) (*pb.Reply, error) {
-	var sealed []*pb.Sealed
+	var sealed []sealedItem
 	reply := &pb.Reply{}
 	for _, raw := range payloads {
 		p, err := DecodePayload(raw)
@@ -451,7 +466,7 @@ func (s *Service) process(ctx context.Context, sender ed25519.PublicKey, payload
 		}
 		switch k := p.Kind.(type) {
 		case *pb.Payload_Message:
-			sealed = append(sealed, k.Message)
+			sealed = append(sealed, sealedItem{Sealed: k.Message, digest: ItemID(raw)})
 		case *pb.Payload_Ack:
 			body, err := OpenAck(k.Ack, sender, s.me)
 			if err != nil {

@@ -568,6 +568,12 @@ func (s *Service) decrypt(cv *conv, msg, ad []byte, sender ed25519.PublicKey) ([
 	return pt, nil
 }
 
+// sealedItem is a received message and the ItemID of the payload that carried it.
+type sealedItem struct {
+	*pb.Sealed
+	digest string
+}
+
 // received is the outcome of storing incoming messages.
 type received struct {
 	stored   []string      // ids now durably stored (new or earlier)
@@ -576,12 +582,12 @@ type received struct {
 
 // receive decrypts and durably stores messages from sender (one synced batch), queueing acks when they came
 // through a mailbox. Messages from anyone but a friend (blocked contacts included) are dropped unread.
-func (s *Service) receive(ctx context.Context, sender ed25519.PublicKey, items []*pb.Sealed, viaMailbox bool) (received, error) {
+func (s *Service) receive(ctx context.Context, sender ed25519.PublicKey, items []sealedItem, viaMailbox bool) (received, error) {
 	var out received
 	acct := identity.AccountIDFromKey(sender)
 	if _, err := s.friend(acct); err != nil {
 		for _, it := range items {
-			out.failures = append(out.failures, &pb.Failure{Id: it.GetId(), Reason: "refused"})
+			out.failures = append(out.failures, &pb.Failure{Id: it.GetId(), Reason: "refused", Digest: it.digest})
 		}
 		s.log.Debug("Dropped messages from a non-friend", "account", acct, "n", len(items))
 		return out, nil
@@ -599,7 +605,7 @@ func (s *Service) receive(ctx context.Context, sender ed25519.PublicKey, items [
 	for _, it := range items {
 		id := it.GetId()
 		if !ValidID(id) {
-			out.failures = append(out.failures, &pb.Failure{Id: id, Permanent: true, Reason: "bad id"})
+			out.failures = append(out.failures, &pb.Failure{Id: id, Permanent: true, Reason: "bad id", Digest: it.digest})
 			continue
 		}
 		if seen[id] {
@@ -624,7 +630,7 @@ func (s *Service) receive(ctx context.Context, sender ed25519.PublicKey, items [
 		}
 		if err != nil {
 			s.log.Debug("Cannot read message", "account", acct, "err", err)
-			out.failures = append(out.failures, &pb.Failure{Id: id, Permanent: permanent(err), Reason: "undecryptable"})
+			out.failures = append(out.failures, &pb.Failure{Id: id, Permanent: permanent(err), Reason: "undecryptable", Digest: it.digest})
 			continue
 		}
 		seen[id] = true

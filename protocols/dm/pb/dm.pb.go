@@ -466,6 +466,7 @@ type Failure struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Permanent     bool                   `protobuf:"varint,2,opt,name=permanent,proto3" json:"permanent,omitempty"` // it can never be decrypted: stop retrying
 	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Digest        string                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"` // ItemID of the payload that failed, so a damaged copy cannot fail the sender's original
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +518,13 @@ func (x *Failure) GetPermanent() bool {
 func (x *Failure) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *Failure) GetDigest() string {
+	if x != nil {
+		return x.Digest
 	}
 	return ""
 }
@@ -721,11 +729,12 @@ const file_dm_proto_rawDesc = "" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"#\n" +
 	"\x05Batch\x12\x1a\n" +
-	"\bpayloads\x18\x01 \x03(\fR\bpayloads\"O\n" +
+	"\bpayloads\x18\x01 \x03(\fR\bpayloads\"g\n" +
 	"\aFailure\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tpermanent\x18\x02 \x01(\bR\tpermanent\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"e\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"e\n" +
 	"\x05Reply\x12)\n" +
 	"\x03ack\x18\x01 \x01(\v2\x17.madang.dm.v1.SignedAckR\x03ack\x121\n" +
 	"\bfailures\x18\x02 \x03(\v2\x15.madang.dm.v1.FailureR\bfailures\",\n" +

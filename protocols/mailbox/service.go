@@ -273,7 +273,7 @@ func (s *Service) deposit(sess *session, d *pb.Deposit) *pb.Response {
 	if ok, wait := s.caps.allow(string(c.Mailbox[:])+string(c.ID), now); !ok {
 		return rateLimited(wait)
 	}
-	stored, err := s.st.Put(c.Mailbox, c.Owner, d.ItemId, d.Sealed)
+	stored, err := s.st.Put(c.Mailbox, d.ItemId, d.Sealed)
 	switch {
 	case errors.Is(err, errQuotaItems):
 		return refusal(pb.Code_CODE_QUOTA_ITEMS, err.Error())

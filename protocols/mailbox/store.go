@@ -2,7 +2,6 @@ package mailbox
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -53,27 +52,30 @@ var (
 
 // Store keeps the mailboxes of a relay in its store namespace. Keys:
 //
-//	m/<mailbox>             MailboxMeta (absent when the mailbox is empty)
-//	i/<mailbox>/<seq>       Item, in arrival order
-//	r/<mailbox>/<item id>   <seq>: idempotent deposits and deletes by ID
-//	t/<stored ms>/<mailbox>/<seq>  expiry index, oldest first
-//	v/<mailbox>/<cap id>    revoked capability
-//	seq                     last sequence number
+//	i/<mailbox>/<seq>              Item, in arrival order
+//	r/<mailbox>/<item id>          seq (8) | size (4) | stored ms (8): dedup, deletes by ID and the totals
+//	t/<stored ms>/<mailbox>/<seq>  item ID: expiry index, oldest first
+//	v/<mailbox>/<cap id>           revoked capability
 //
-// Every deposit and delete is one batch committed with fsync.
+// Every deposit and delete is one batch committed with fsync. Deposits reserve their quota under the lock
+// and commit outside it, so that concurrent deposits share WAL syncs; the totals are rebuilt from the small
+// r/ records at start, so no counter on disk can drift.
 type Store struct {
 	st  *store.Store
 	ns  *store.NS
 	lim Limits
 	now func() time.Time
 
-	mu     sync.Mutex
-	seq    uint64
-	metas  map[MailboxID]*pb.MailboxMeta
-	items  int64
-	bytes  int64
-	closed bool
+	mu       sync.Mutex
+	seq      uint64
+	boxes    map[MailboxID]*boxState
+	inflight map[string][]byte // mailbox+id → sealed bytes of deposits being committed
+	items    int64
+	bytes    int64
+	closed   bool
 }
+
+type boxState struct{ items, bytes int64 }
 
 // Stats summarise a relay's mailboxes.
 type Stats struct {
@@ -83,34 +85,53 @@ type Stats struct {
 	Oldest    time.Time // zero when empty
 }
 
-// OpenStore opens the relay-side mailbox store in ns (of st) and loads its totals.
+// OpenStore opens the relay-side mailbox store in ns (of st) and rebuilds its totals.
 func OpenStore(ctx context.Context, st *store.Store, ns *store.NS, lim Limits, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{st: st, ns: ns, lim: lim.withDefaults(), now: now, metas: map[MailboxID]*pb.MailboxMeta{}}
-	if raw, err := ns.Get("seq"); err == nil && len(raw) == 8 {
-		s.seq = binary.BigEndian.Uint64(raw)
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
-	for e, err := range ns.Scan(ctx, store.Range{Prefix: "m/"}) {
+	s := &Store{st: st, ns: ns, lim: lim.withDefaults(), now: now, boxes: map[MailboxID]*boxState{}, inflight: map[string][]byte{}}
+	for e, err := range ns.Scan(ctx, store.Range{Prefix: "r/"}) {
 		if err != nil {
 			return nil, fmt.Errorf("mailbox store: load: %w", err)
 		}
-		mb, ok := parseMailboxHex(strings.TrimPrefix(e.Key, "m/"))
-		if !ok {
+		mb, ok := parseMailboxHex(strings.SplitN(strings.TrimPrefix(e.Key, "r/"), "/", 2)[0])
+		ref, okRef := decodeRef(e.Value)
+		if !ok || !okRef {
 			continue
 		}
-		var m pb.MailboxMeta
-		if err := proto.Unmarshal(e.Value, &m); err != nil {
-			return nil, fmt.Errorf("mailbox store: meta %s: %w", mb, err)
+		b := s.boxes[mb]
+		if b == nil {
+			b = &boxState{}
+			s.boxes[mb] = b
 		}
-		s.metas[mb] = &m
-		s.items += int64(m.Items)
-		s.bytes += int64(m.Bytes)
+		b.items++
+		b.bytes += int64(ref.size)
+		s.items++
+		s.bytes += int64(ref.size)
+		s.seq = max(s.seq, ref.seq)
 	}
 	return s, nil
+}
+
+// itemRef is the value of an r/ record.
+type itemRef struct {
+	seq  uint64
+	size uint32
+	ms   int64
+}
+
+func (r itemRef) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, r.seq)
+	b = binary.BigEndian.AppendUint32(b, r.size)
+	return binary.BigEndian.AppendUint64(b, uint64(r.ms))
+}
+
+func decodeRef(b []byte) (itemRef, bool) {
+	if len(b) != 20 {
+		return itemRef{}, false
+	}
+	return itemRef{seq: binary.BigEndian.Uint64(b), size: binary.BigEndian.Uint32(b[8:]), ms: int64(binary.BigEndian.Uint64(b[12:]))}, true
 }
 
 // Limits returns the store's effective limits.
@@ -128,7 +149,6 @@ func parseMailboxHex(h string) (MailboxID, bool) {
 
 func itemKey(mb MailboxID, seq uint64) string { return "i/" + mb.String() + "/" + store.Uint64Key(seq) }
 func idKey(mb MailboxID, id []byte) string    { return "r/" + mb.String() + "/" + hex.EncodeToString(id) }
-func metaKey(mb MailboxID) string             { return "m/" + mb.String() }
 func revokedKey(mb MailboxID, capID []byte) string {
 	return "v/" + mb.String() + "/" + hex.EncodeToString(capID)
 }
@@ -146,82 +166,116 @@ type Stored struct {
 
 // Put stores an item durably. A second Put of the same ID is a no-op that reports Duplicate. It fails with
 // errQuotaItems, errQuotaBytes, errRelayFull or errItemLarge.
-func (s *Store) Put(mb MailboxID, owner ed25519.PublicKey, id, sealed []byte) (Stored, error) {
+func (s *Store) Put(mb MailboxID, id, sealed []byte) (Stored, error) {
 	if len(sealed) > s.lim.MaxItemBytes {
 		return Stored{}, fmt.Errorf("%w: %d > %d bytes", errItemLarge, len(sealed), s.lim.MaxItemBytes)
 	}
+	size := int64(len(sealed))
+	now := s.now()
+	flight := string(mb[:]) + string(id)
+
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return Stored{}, store.ErrClosed
 	}
+	if first, ok := s.inflight[flight]; ok {
+		s.mu.Unlock()
+		return Stored{At: now, Expires: now.Add(s.lim.TTL), Sealed: first, Duplicate: true}, nil
+	}
 	if raw, err := s.ns.Get(idKey(mb, id)); err == nil {
-		seq, _ := strconv.ParseUint(string(raw), 10, 64)
-		itRaw, err := s.ns.Get(itemKey(mb, seq))
-		if err != nil {
-			return Stored{}, fmt.Errorf("mailbox store: duplicate lookup: %w", err)
-		}
-		var it pb.Item
-		if err := proto.Unmarshal(itRaw, &it); err != nil {
-			return Stored{}, fmt.Errorf("mailbox store: duplicate decode: %w", err)
-		}
-		at := time.UnixMilli(it.StoredUnixMs)
-		return Stored{At: at, Expires: at.Add(s.lim.TTL), Sealed: it.Sealed, Duplicate: true}, nil
+		s.mu.Unlock()
+		return s.duplicate(mb, raw)
 	} else if !errors.Is(err, store.ErrNotFound) {
+		s.mu.Unlock()
 		return Stored{}, err
 	}
-	meta := s.metas[mb]
-	if meta == nil {
-		meta = &pb.MailboxMeta{OwnerKey: owner, CreatedUnix: s.now().Unix()}
+	b := s.boxes[mb]
+	if b == nil {
+		b = &boxState{}
 	}
-	size := int64(len(sealed))
 	switch {
-	case int(meta.Items)+1 > s.lim.QuotaItems:
+	case b.items+1 > int64(s.lim.QuotaItems):
+		s.mu.Unlock()
 		return Stored{}, fmt.Errorf("%w (%d items)", errQuotaItems, s.lim.QuotaItems)
-	case int64(meta.Bytes)+size > s.lim.QuotaBytes:
+	case b.bytes+size > s.lim.QuotaBytes:
+		s.mu.Unlock()
 		return Stored{}, fmt.Errorf("%w (%d bytes)", errQuotaBytes, s.lim.QuotaBytes)
 	case s.lim.MaxTotalBytes > 0 && s.bytes+size > s.lim.MaxTotalBytes:
+		s.mu.Unlock()
 		return Stored{}, errRelayFull
 	}
-	now := s.now()
-	seq := s.seq + 1
+	s.seq++
+	seq := s.seq
+	s.boxes[mb] = b
+	s.account(mb, b, 1, size)
+	s.inflight[flight] = sealed
+	s.mu.Unlock()
+
+	err := s.commitPut(mb, id, sealed, seq, now)
+	s.mu.Lock()
+	delete(s.inflight, flight)
+	if err != nil {
+		s.account(mb, b, -1, -size)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return Stored{}, err
+	}
+	return Stored{At: now, Expires: now.Add(s.lim.TTL), Sealed: sealed}, nil
+}
+
+// account changes the totals of a mailbox and of the store, forgetting empty mailboxes; the caller holds
+// s.mu.
+func (s *Store) account(mb MailboxID, b *boxState, items, bytes int64) {
+	b.items += items
+	b.bytes += bytes
+	s.items += items
+	s.bytes += bytes
+	if b.items <= 0 && s.boxes[mb] == b {
+		delete(s.boxes, mb)
+	}
+}
+
+func (s *Store) commitPut(mb MailboxID, id, sealed []byte, seq uint64, now time.Time) error {
 	it, err := proto.Marshal(&pb.Item{Id: id, Sealed: sealed, StoredUnixMs: now.UnixMilli()})
 	if err != nil {
-		return Stored{}, fmt.Errorf("mailbox store: %w", err)
+		return fmt.Errorf("mailbox store: %w", err)
 	}
-	next := proto.Clone(meta).(*pb.MailboxMeta)
-	next.Items++
-	next.Bytes += uint64(size)
-	metaRaw, err := proto.Marshal(next)
-	if err != nil {
-		return Stored{}, fmt.Errorf("mailbox store: %w", err)
-	}
-	var seqRaw [8]byte
-	binary.BigEndian.PutUint64(seqRaw[:], seq)
+	ref := itemRef{seq: seq, size: uint32(len(sealed)), ms: now.UnixMilli()}
 	b := s.st.NewBatch()
 	for _, kv := range []struct {
 		k string
 		v []byte
 	}{
 		{itemKey(mb, seq), it},
-		{idKey(mb, id), []byte(strconv.FormatUint(seq, 10))},
-		{timeKey(now.UnixMilli(), mb, seq), nil},
-		{metaKey(mb), metaRaw},
-		{"seq", seqRaw[:]},
+		{idKey(mb, id), ref.encode()},
+		{timeKey(ref.ms, mb, seq), id},
 	} {
 		if err := b.Put(s.ns, kv.k, kv.v); err != nil {
 			b.Discard()
-			return Stored{}, err
+			return err
 		}
 	}
-	if err := b.Commit(true); err != nil {
-		return Stored{}, err
+	return b.Commit(true)
+}
+
+// duplicate describes an item already stored under the deposit's ID.
+func (s *Store) duplicate(mb MailboxID, rawRef []byte) (Stored, error) {
+	ref, ok := decodeRef(rawRef)
+	if !ok {
+		return Stored{}, errors.New("mailbox store: corrupt item reference")
 	}
-	s.seq = seq
-	s.metas[mb] = next
-	s.items++
-	s.bytes += size
-	return Stored{At: now, Expires: now.Add(s.lim.TTL), Sealed: sealed}, nil
+	itRaw, err := s.ns.Get(itemKey(mb, ref.seq))
+	if err != nil {
+		return Stored{}, fmt.Errorf("mailbox store: duplicate lookup: %w", err)
+	}
+	var it pb.Item
+	if err := proto.Unmarshal(itRaw, &it); err != nil {
+		return Stored{}, fmt.Errorf("mailbox store: duplicate decode: %w", err)
+	}
+	at := time.UnixMilli(it.StoredUnixMs)
+	return Stored{At: at, Expires: at.Add(s.lim.TTL), Sealed: it.Sealed, Duplicate: true}, nil
 }
 
 // Page is one page of a mailbox, oldest first.
@@ -236,8 +290,8 @@ type Page struct {
 func (s *Store) List(ctx context.Context, mb MailboxID, after []byte, limit int, maxBytes int) (Page, error) {
 	s.mu.Lock()
 	total := 0
-	if m := s.metas[mb]; m != nil {
-		total = int(m.Items)
+	if b := s.boxes[mb]; b != nil {
+		total = int(b.items)
 	}
 	s.mu.Unlock()
 	prefix := "i/" + mb.String() + "/"
@@ -272,7 +326,7 @@ func (s *Store) List(ctx context.Context, mb MailboxID, after []byte, limit int,
 }
 
 // Delete removes the items with the given IDs from a mailbox (unknown IDs are ignored) and reports how many
-// it removed.
+// it removed. Deletes are serialised: an owner acks whole pages at once.
 func (s *Store) Delete(mb MailboxID, ids [][]byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -280,16 +334,6 @@ func (s *Store) Delete(mb MailboxID, ids [][]byte) (int, error) {
 		return 0, store.ErrClosed
 	}
 	b := s.st.NewBatch()
-	n, freed, err := s.deleteLocked(b, mb, ids)
-	if err != nil || n == 0 {
-		b.Discard()
-		return 0, err
-	}
-	return n, s.commitDelete(b, mb, n, freed)
-}
-
-// deleteLocked adds the deletion of ids to b and returns how many items and bytes it frees.
-func (s *Store) deleteLocked(b *store.Batch, mb MailboxID, ids [][]byte) (int, int64, error) {
 	n, freed := 0, int64(0)
 	seen := map[string]bool{}
 	for _, id := range ids {
@@ -301,72 +345,40 @@ func (s *Store) deleteLocked(b *store.Batch, mb MailboxID, ids [][]byte) (int, i
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {
-			return 0, 0, err
+			b.Discard()
+			return 0, err
 		}
-		seq, _ := strconv.ParseUint(string(raw), 10, 64)
-		itRaw, err := s.ns.Get(itemKey(mb, seq))
-		if err != nil {
-			return 0, 0, fmt.Errorf("mailbox store: delete lookup: %w", err)
+		ref, ok := decodeRef(raw)
+		if !ok {
+			continue
 		}
-		var it pb.Item
-		if err := proto.Unmarshal(itRaw, &it); err != nil {
-			return 0, 0, fmt.Errorf("mailbox store: delete decode: %w", err)
-		}
-		for _, k := range []string{itemKey(mb, seq), idKey(mb, id), timeKey(it.StoredUnixMs, mb, seq)} {
+		for _, k := range []string{itemKey(mb, ref.seq), idKey(mb, id), timeKey(ref.ms, mb, ref.seq)} {
 			if err := b.Delete(s.ns, k); err != nil {
-				return 0, 0, err
+				b.Discard()
+				return 0, err
 			}
 		}
 		n++
-		freed += int64(len(it.Sealed))
+		freed += int64(ref.size)
 	}
-	return n, freed, nil
-}
-
-// commitDelete updates the mailbox's meta in b, commits it with fsync and updates the totals.
-func (s *Store) commitDelete(b *store.Batch, mb MailboxID, n int, freed int64) error {
-	meta := proto.Clone(s.metas[mb]).(*pb.MailboxMeta)
-	meta.Items -= min(meta.Items, uint64(n))
-	meta.Bytes -= min(meta.Bytes, uint64(freed))
-	if meta.Items == 0 {
-		if err := b.Delete(s.ns, metaKey(mb)); err != nil {
-			b.Discard()
-			return err
-		}
-	} else {
-		raw, err := proto.Marshal(meta)
-		if err != nil {
-			b.Discard()
-			return fmt.Errorf("mailbox store: %w", err)
-		}
-		if err := b.Put(s.ns, metaKey(mb), raw); err != nil {
-			b.Discard()
-			return err
-		}
+	if n == 0 {
+		b.Discard()
+		return 0, nil
 	}
 	if err := b.Commit(true); err != nil {
-		return err
+		return 0, err
 	}
-	if meta.Items == 0 {
-		delete(s.metas, mb)
-	} else {
-		s.metas[mb] = meta
+	if box := s.boxes[mb]; box != nil {
+		s.account(mb, box, -int64(n), -freed)
 	}
-	s.items -= int64(n)
-	s.bytes -= freed
-	return nil
+	return n, nil
 }
 
 // Sweep deletes every item older than the TTL and reports how many it removed.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	cutoff := s.now().Add(-s.lim.TTL).UnixMilli()
 	end := "t/" + store.Uint64Key(uint64(max(cutoff, 0)))
-	// Collect expired (mailbox, seq) pairs first, then delete per mailbox in bounded batches.
-	type ref struct {
-		mb  MailboxID
-		seq uint64
-	}
-	var refs []ref
+	byMailbox := map[MailboxID][][]byte{}
 	for e, err := range s.ns.Scan(ctx, store.Range{Prefix: "t/", End: end, Limit: 10000}) {
 		if err != nil {
 			return 0, fmt.Errorf("mailbox sweep: %w", err)
@@ -375,26 +387,9 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		if len(parts) != 4 {
 			continue
 		}
-		mb, ok := parseMailboxHex(parts[2])
-		seq, err := strconv.ParseUint(parts[3], 10, 64)
-		if !ok || err != nil {
-			continue
+		if mb, ok := parseMailboxHex(parts[2]); ok {
+			byMailbox[mb] = append(byMailbox[mb], e.Value)
 		}
-		refs = append(refs, ref{mb, seq})
-	}
-	byMailbox := map[MailboxID][][]byte{}
-	for _, r := range refs {
-		raw, err := s.ns.Get(itemKey(r.mb, r.seq))
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return 0, err
-		}
-		var it pb.Item
-		if err := proto.Unmarshal(raw, &it); err != nil {
-			return 0, fmt.Errorf("mailbox sweep: decode: %w", err)
-		}
-		byMailbox[r.mb] = append(byMailbox[r.mb], it.Id)
 	}
 	total := 0
 	for mb, ids := range byMailbox {
@@ -410,7 +405,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 // Stats returns the store's totals and the time of its oldest item.
 func (s *Store) Stats(ctx context.Context) Stats {
 	s.mu.Lock()
-	st := Stats{Mailboxes: len(s.metas), Items: s.items, Bytes: s.bytes}
+	st := Stats{Mailboxes: len(s.boxes), Items: s.items, Bytes: s.bytes}
 	s.mu.Unlock()
 	for e, err := range s.ns.Scan(ctx, store.Range{Prefix: "t/", Limit: 1}) {
 		if err != nil {
@@ -430,8 +425,8 @@ func (s *Store) Stats(ctx context.Context) Stats {
 func (s *Store) MailboxStats(mb MailboxID) (items, bytes uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m := s.metas[mb]; m != nil {
-		return m.Items, m.Bytes
+	if b := s.boxes[mb]; b != nil {
+		return uint64(b.items), uint64(b.bytes)
 	}
 	return 0, 0
 }

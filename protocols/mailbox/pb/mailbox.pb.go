@@ -692,75 +692,6 @@ func (x *Item) GetStoredUnixMs() int64 {
 	return 0
 }
 
-// MailboxMeta is a relay's per-mailbox bookkeeping.
-type MailboxMeta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OwnerKey      []byte                 `protobuf:"bytes,1,opt,name=owner_key,json=ownerKey,proto3" json:"owner_key,omitempty"`
-	Items         uint64                 `protobuf:"varint,2,opt,name=items,proto3" json:"items,omitempty"`
-	Bytes         uint64                 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	CreatedUnix   int64                  `protobuf:"varint,4,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *MailboxMeta) Reset() {
-	*x = MailboxMeta{}
-	mi := &file_mailbox_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *MailboxMeta) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*MailboxMeta) ProtoMessage() {}
-
-func (x *MailboxMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use MailboxMeta.ProtoReflect.Descriptor instead.
-func (*MailboxMeta) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *MailboxMeta) GetOwnerKey() []byte {
-	if x != nil {
-		return x.OwnerKey
-	}
-	return nil
-}
-
-func (x *MailboxMeta) GetItems() uint64 {
-	if x != nil {
-		return x.Items
-	}
-	return 0
-}
-
-func (x *MailboxMeta) GetBytes() uint64 {
-	if x != nil {
-		return x.Bytes
-	}
-	return 0
-}
-
-func (x *MailboxMeta) GetCreatedUnix() int64 {
-	if x != nil {
-		return x.CreatedUnix
-	}
-	return 0
-}
-
 // Request is one client message on /madang/mailbox/1.0.0. A stream carries any number of deposits, or an
 // owner session: open, auth, then fetch / ack / revoke.
 type Request struct {
@@ -780,7 +711,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_mailbox_proto_msgTypes[9]
+	mi := &file_mailbox_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +723,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[9]
+	mi := &file_mailbox_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +736,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{9}
+	return file_mailbox_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Request) GetOp() isRequest_Op {
@@ -920,7 +851,7 @@ type Deposit struct {
 
 func (x *Deposit) Reset() {
 	*x = Deposit{}
-	mi := &file_mailbox_proto_msgTypes[10]
+	mi := &file_mailbox_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +863,7 @@ func (x *Deposit) String() string {
 func (*Deposit) ProtoMessage() {}
 
 func (x *Deposit) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[10]
+	mi := &file_mailbox_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +876,7 @@ func (x *Deposit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deposit.ProtoReflect.Descriptor instead.
 func (*Deposit) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{10}
+	return file_mailbox_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Deposit) GetCapability() []byte {
@@ -979,7 +910,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_mailbox_proto_msgTypes[11]
+	mi := &file_mailbox_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +922,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[11]
+	mi := &file_mailbox_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +935,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{11}
+	return file_mailbox_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Open) GetOwnerKey() []byte {
@@ -1025,7 +956,7 @@ type Auth struct {
 
 func (x *Auth) Reset() {
 	*x = Auth{}
-	mi := &file_mailbox_proto_msgTypes[12]
+	mi := &file_mailbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +968,7 @@ func (x *Auth) String() string {
 func (*Auth) ProtoMessage() {}
 
 func (x *Auth) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[12]
+	mi := &file_mailbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +981,7 @@ func (x *Auth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Auth.ProtoReflect.Descriptor instead.
 func (*Auth) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{12}
+	return file_mailbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Auth) GetSignature() []byte {
@@ -1071,7 +1002,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_mailbox_proto_msgTypes[13]
+	mi := &file_mailbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1014,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[13]
+	mi := &file_mailbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1027,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{13}
+	return file_mailbox_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Fetch) GetLimit() uint32 {
@@ -1129,7 +1060,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_mailbox_proto_msgTypes[14]
+	mi := &file_mailbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1072,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[14]
+	mi := &file_mailbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1085,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{14}
+	return file_mailbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetIds() [][]byte {
@@ -1173,7 +1104,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_mailbox_proto_msgTypes[15]
+	mi := &file_mailbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1116,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[15]
+	mi := &file_mailbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1129,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{15}
+	return file_mailbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Revoke) GetCapIds() [][]byte {
@@ -1219,7 +1150,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_mailbox_proto_msgTypes[16]
+	mi := &file_mailbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1162,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[16]
+	mi := &file_mailbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1175,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{16}
+	return file_mailbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetCode() Code {
@@ -1277,7 +1208,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_mailbox_proto_msgTypes[17]
+	mi := &file_mailbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1220,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[17]
+	mi := &file_mailbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1233,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{17}
+	return file_mailbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Challenge) GetNonce() []byte {
@@ -1322,7 +1253,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_mailbox_proto_msgTypes[18]
+	mi := &file_mailbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1265,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[18]
+	mi := &file_mailbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1278,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{18}
+	return file_mailbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Session) GetItems() uint64 {
@@ -1376,7 +1307,7 @@ type Items struct {
 
 func (x *Items) Reset() {
 	*x = Items{}
-	mi := &file_mailbox_proto_msgTypes[19]
+	mi := &file_mailbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1319,7 @@ func (x *Items) String() string {
 func (*Items) ProtoMessage() {}
 
 func (x *Items) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[19]
+	mi := &file_mailbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1332,7 @@ func (x *Items) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Items.ProtoReflect.Descriptor instead.
 func (*Items) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{19}
+	return file_mailbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Items) GetItems() []*Item {
@@ -1441,7 +1372,7 @@ type Acked struct {
 
 func (x *Acked) Reset() {
 	*x = Acked{}
-	mi := &file_mailbox_proto_msgTypes[20]
+	mi := &file_mailbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1384,7 @@ func (x *Acked) String() string {
 func (*Acked) ProtoMessage() {}
 
 func (x *Acked) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[20]
+	mi := &file_mailbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1397,7 @@ func (x *Acked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Acked.ProtoReflect.Descriptor instead.
 func (*Acked) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{20}
+	return file_mailbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Acked) GetDeleted() uint32 {
@@ -1493,7 +1424,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_mailbox_proto_msgTypes[21]
+	mi := &file_mailbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1436,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_proto_msgTypes[21]
+	mi := &file_mailbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1449,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_mailbox_proto_rawDescGZIP(), []int{21}
+	return file_mailbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Response) GetResult() isResponse_Result {
@@ -1685,12 +1616,7 @@ const file_mailbox_proto_rawDesc = "" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\fR\x06sealed\x12$\n" +
-	"\x0estored_unix_ms\x18\x03 \x01(\x03R\fstoredUnixMs\"y\n" +
-	"\vMailboxMeta\x12\x1b\n" +
-	"\towner_key\x18\x01 \x01(\fR\bownerKey\x12\x14\n" +
-	"\x05items\x18\x02 \x01(\x04R\x05items\x12\x14\n" +
-	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12!\n" +
-	"\fcreated_unix\x18\x04 \x01(\x03R\vcreatedUnix\"\xb8\x02\n" +
+	"\x0estored_unix_ms\x18\x03 \x01(\x03R\fstoredUnixMs\"\xb8\x02\n" +
 	"\aRequest\x126\n" +
 	"\adeposit\x18\x01 \x01(\v2\x1a.madang.mailbox.v1.DepositH\x00R\adeposit\x12-\n" +
 	"\x04open\x18\x02 \x01(\v2\x17.madang.mailbox.v1.OpenH\x00R\x04open\x12-\n" +
@@ -1768,7 +1694,7 @@ func file_mailbox_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_mailbox_proto_goTypes = []any{
 	(Code)(0),               // 0: madang.mailbox.v1.Code
 	(*Signed)(nil),          // 1: madang.mailbox.v1.Signed
@@ -1779,35 +1705,34 @@ var file_mailbox_proto_goTypes = []any{
 	(*ReceiptSet)(nil),      // 6: madang.mailbox.v1.ReceiptSet
 	(*InboxRecordBody)(nil), // 7: madang.mailbox.v1.InboxRecordBody
 	(*Item)(nil),            // 8: madang.mailbox.v1.Item
-	(*MailboxMeta)(nil),     // 9: madang.mailbox.v1.MailboxMeta
-	(*Request)(nil),         // 10: madang.mailbox.v1.Request
-	(*Deposit)(nil),         // 11: madang.mailbox.v1.Deposit
-	(*Open)(nil),            // 12: madang.mailbox.v1.Open
-	(*Auth)(nil),            // 13: madang.mailbox.v1.Auth
-	(*Fetch)(nil),           // 14: madang.mailbox.v1.Fetch
-	(*Ack)(nil),             // 15: madang.mailbox.v1.Ack
-	(*Revoke)(nil),          // 16: madang.mailbox.v1.Revoke
-	(*Error)(nil),           // 17: madang.mailbox.v1.Error
-	(*Challenge)(nil),       // 18: madang.mailbox.v1.Challenge
-	(*Session)(nil),         // 19: madang.mailbox.v1.Session
-	(*Items)(nil),           // 20: madang.mailbox.v1.Items
-	(*Acked)(nil),           // 21: madang.mailbox.v1.Acked
-	(*Response)(nil),        // 22: madang.mailbox.v1.Response
+	(*Request)(nil),         // 9: madang.mailbox.v1.Request
+	(*Deposit)(nil),         // 10: madang.mailbox.v1.Deposit
+	(*Open)(nil),            // 11: madang.mailbox.v1.Open
+	(*Auth)(nil),            // 12: madang.mailbox.v1.Auth
+	(*Fetch)(nil),           // 13: madang.mailbox.v1.Fetch
+	(*Ack)(nil),             // 14: madang.mailbox.v1.Ack
+	(*Revoke)(nil),          // 15: madang.mailbox.v1.Revoke
+	(*Error)(nil),           // 16: madang.mailbox.v1.Error
+	(*Challenge)(nil),       // 17: madang.mailbox.v1.Challenge
+	(*Session)(nil),         // 18: madang.mailbox.v1.Session
+	(*Items)(nil),           // 19: madang.mailbox.v1.Items
+	(*Acked)(nil),           // 20: madang.mailbox.v1.Acked
+	(*Response)(nil),        // 21: madang.mailbox.v1.Response
 }
 var file_mailbox_proto_depIdxs = []int32{
-	11, // 0: madang.mailbox.v1.Request.deposit:type_name -> madang.mailbox.v1.Deposit
-	12, // 1: madang.mailbox.v1.Request.open:type_name -> madang.mailbox.v1.Open
-	13, // 2: madang.mailbox.v1.Request.auth:type_name -> madang.mailbox.v1.Auth
-	14, // 3: madang.mailbox.v1.Request.fetch:type_name -> madang.mailbox.v1.Fetch
-	15, // 4: madang.mailbox.v1.Request.ack:type_name -> madang.mailbox.v1.Ack
-	16, // 5: madang.mailbox.v1.Request.revoke:type_name -> madang.mailbox.v1.Revoke
+	10, // 0: madang.mailbox.v1.Request.deposit:type_name -> madang.mailbox.v1.Deposit
+	11, // 1: madang.mailbox.v1.Request.open:type_name -> madang.mailbox.v1.Open
+	12, // 2: madang.mailbox.v1.Request.auth:type_name -> madang.mailbox.v1.Auth
+	13, // 3: madang.mailbox.v1.Request.fetch:type_name -> madang.mailbox.v1.Fetch
+	14, // 4: madang.mailbox.v1.Request.ack:type_name -> madang.mailbox.v1.Ack
+	15, // 5: madang.mailbox.v1.Request.revoke:type_name -> madang.mailbox.v1.Revoke
 	0,  // 6: madang.mailbox.v1.Error.code:type_name -> madang.mailbox.v1.Code
 	8,  // 7: madang.mailbox.v1.Items.items:type_name -> madang.mailbox.v1.Item
-	17, // 8: madang.mailbox.v1.Response.error:type_name -> madang.mailbox.v1.Error
-	18, // 9: madang.mailbox.v1.Response.challenge:type_name -> madang.mailbox.v1.Challenge
-	19, // 10: madang.mailbox.v1.Response.session:type_name -> madang.mailbox.v1.Session
-	20, // 11: madang.mailbox.v1.Response.items:type_name -> madang.mailbox.v1.Items
-	21, // 12: madang.mailbox.v1.Response.acked:type_name -> madang.mailbox.v1.Acked
+	16, // 8: madang.mailbox.v1.Response.error:type_name -> madang.mailbox.v1.Error
+	17, // 9: madang.mailbox.v1.Response.challenge:type_name -> madang.mailbox.v1.Challenge
+	18, // 10: madang.mailbox.v1.Response.session:type_name -> madang.mailbox.v1.Session
+	19, // 11: madang.mailbox.v1.Response.items:type_name -> madang.mailbox.v1.Items
+	20, // 12: madang.mailbox.v1.Response.acked:type_name -> madang.mailbox.v1.Acked
 	13, // [13:13] is the sub-list for method output_type
 	13, // [13:13] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
@@ -1820,7 +1745,7 @@ func file_mailbox_proto_init() {
 	if File_mailbox_proto != nil {
 		return
 	}
-	file_mailbox_proto_msgTypes[9].OneofWrappers = []any{
+	file_mailbox_proto_msgTypes[8].OneofWrappers = []any{
 		(*Request_Deposit)(nil),
 		(*Request_Open)(nil),
 		(*Request_Auth)(nil),
@@ -1828,7 +1753,7 @@ func file_mailbox_proto_init() {
 		(*Request_Ack)(nil),
 		(*Request_Revoke)(nil),
 	}
-	file_mailbox_proto_msgTypes[21].OneofWrappers = []any{
+	file_mailbox_proto_msgTypes[20].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Receipt)(nil),
 		(*Response_Challenge)(nil),
@@ -1842,7 +1767,7 @@ func file_mailbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbox_proto_rawDesc), len(file_mailbox_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

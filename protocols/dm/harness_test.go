@@ -100,12 +100,14 @@ func (p *party) outbox(friend *party) ([]outItem, []owedAck) {
 }
 
 // history returns all messages of p's conversation with friend, oldest first.
-func (p *party) history(friend *party) []Message {
+func (p *party) history(friend *party) []Message { return p.historyOf(friend.acct()) }
+
+func (p *party) historyOf(friend identity.AccountID) []Message {
 	p.t.Helper()
 	var all []Message
 	before := ""
 	for {
-		msgs, next, err := p.svc.History(p.t.Context(), friend.acct(), before, 1000)
+		msgs, next, err := p.svc.History(p.t.Context(), friend, before, 1000)
 		if err != nil {
 			p.t.Fatal(err)
 		}
@@ -187,3 +189,4 @@ func (m *fakeMailbox) drain(ctx context.Context, card []byte, sink func(context.
 	m.mu.Unlock()
 	return len(q) - len(keep)
 }
+

@@ -189,4 +189,3 @@ func (m *fakeMailbox) drain(ctx context.Context, card []byte, sink func(context.
 	m.mu.Unlock()
 	return len(q) - len(keep)
 }
-

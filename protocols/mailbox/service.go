@@ -137,6 +137,10 @@ type session struct {
 	mb     MailboxID
 }
 
+// HandleStream serves one mailbox stream (NewService registers it on the host). It is exported so that the
+// service can be mounted behind a wrapper, as package mailboxtest does to inject faults.
+func (s *Service) HandleStream(str network.Stream) { s.handle(str) }
+
 func (s *Service) handle(str network.Stream) {
 	defer func() { _ = str.Close() }()
 	r := pbio.NewDelimitedReader(str, maxRequestBytes)

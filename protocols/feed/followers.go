@@ -56,7 +56,7 @@ func (s *Service) queueNotice(id ChannelID, following bool) error {
 	if err := s.db.ns.PutSync(queueKey(id), n.Raw); err != nil {
 		return fmt.Errorf("queue notice: %w", err)
 	}
-	go s.deliverOne(s.ctx, id, n.Raw)
+	s.wg.Go(func() { s.deliverOne(s.ctx, id, n.Raw) })
 	return nil
 }
 

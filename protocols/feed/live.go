@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -109,8 +110,54 @@ func (s *Service) handleLive(ch *channel, m *pubsub.Message) {
 		return
 	}
 	s.applied(ch, res, true)
+	if len(res.Appended) > 0 && ch.log.State().Pinned {
+		s.refreshHeadSoon(ch)
+	}
 	if res.Held > 0 {
 		// Something before this entry is missing: fetch it, first from the peer that forwarded it.
 		s.requestSync(ch.log.id, m.ReceivedFrom)
+	}
+}
+
+// headRefreshDelay gives the merchant's head record time to reach the DHT before a pinning relay fetches it.
+const headRefreshDelay = 3 * time.Second
+
+// refreshHeadSoon makes a pinning relay fetch the channel's newest head record from the DHT shortly after
+// live entries arrived, so that the record it republishes (and its card) stay current.
+func (s *Service) refreshHeadSoon(ch *channel) {
+	select {
+	case s.heads <- ch.log.id:
+	default:
+	}
+}
+
+// headRefresher collects channels from refreshHeadSoon and refreshes their head records after
+// headRefreshDelay.
+func (s *Service) headRefresher(ctx context.Context) {
+	due := map[ChannelID]bool{}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case id := <-s.heads:
+			if len(due) == 0 {
+				t.Reset(headRefreshDelay)
+			}
+			due[id] = true
+		case <-t.C:
+			for id := range due {
+				if h, err := s.resolveHead(ctx, id); err == nil {
+					if l, err := s.Log(id); err == nil {
+						if newer, _ := l.NoteHead(h); newer {
+							s.kickPublish(id)
+						}
+					}
+				}
+			}
+			clear(due)
+		}
 	}
 }

@@ -110,6 +110,7 @@ type Service struct {
 	syncQ   chan ChannelID
 	queued  map[ChannelID][]peer.ID
 	publish chan ChannelID
+	heads   chan ChannelID
 }
 
 type channel struct {
@@ -151,7 +152,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	s := &Service{
 		o: o, db: &db{st: o.Store, ns: o.NS}, log: o.Log.With("component", "channels"), ctx: cctx, cancel: cancel,
 		chans: map[ChannelID]*channel{}, syncQ: make(chan ChannelID, 1024), queued: map[ChannelID][]peer.ID{},
-		publish: make(chan ChannelID, 1024),
+		publish: make(chan ChannelID, 1024), heads: make(chan ChannelID, 1024),
 	}
 	s.prov = directory.NewRepublisher(o.Routing, s.log, directory.Options{Republish: o.Republish})
 	if o.Directory != nil {
@@ -231,6 +232,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.publisher(ctx) })
 	wg.Go(func() { _ = s.prov.Run(ctx) })
+	wg.Go(func() { s.headRefresher(ctx) })
 	wg.Go(func() { s.refresher(ctx) })
 	wg.Wait()
 	return nil
@@ -487,7 +489,7 @@ func (s *Service) noteFork(ch *channel, f *Fork) {
 	if s.o.Events != nil {
 		s.o.Events.Publish("channel.fork", map[string]any{"channel_id": ch.log.id, "seq": f.Seq, "kind": f.Kind, "detected": f.Detected})
 	}
-	go s.leaveTopic(ch) // not from inside the topic's own delivery loop
+	s.wg.Go(func() { s.leaveTopic(ch) }) // not from inside the topic's own delivery loop
 }
 
 // applied handles the result of applying entries: events, fork handling.

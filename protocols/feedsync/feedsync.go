@@ -180,7 +180,6 @@ type Page struct {
 // Fetch requests up to limit entries of channel from seq from on and calls fn with each raw entry in the order
 // received. An error from fn aborts the session (the stream is reset). The caller verifies the entries.
 func (s *Session) Fetch(ctx context.Context, channel []byte, from uint64, limit int, fn func(raw []byte) error) (Page, error) {
-	var pg Page
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
@@ -194,51 +193,64 @@ func (s *Session) Fetch(ctx context.Context, channel []byte, from uint64, limit 
 	fail := func(err error) (Page, error) {
 		_ = s.st.Reset()
 		if ctx.Err() != nil {
-			return pg, ctx.Err()
+			return Page{}, ctx.Err()
 		}
-		return pg, err
+		return Page{}, err
 	}
 	if err := s.w.WriteMsg(&pb.Request{Channel: channel, FromSeq: from, Limit: uint32(limit)}); err != nil {
 		return fail(fmt.Errorf("feed sync: send request: %w", err))
 	}
+	pg, err := readPage(s.r, limit, fn)
+	switch {
+	case errors.Is(err, ErrUnknownChannel):
+		return pg, err
+	case err != nil:
+		return fail(err)
+	}
+	return pg, nil
+}
+
+// readPage reads one answer: a header, at most limit entries (each passed to fn), an end.
+func readPage(r pbio.Reader, limit int, fn func(raw []byte) error) (Page, error) {
+	var pg Page
 	var resp pb.Response
-	if err := s.r.ReadMsg(&resp); err != nil {
-		return fail(fmt.Errorf("feed sync: read header: %w", err))
+	if err := r.ReadMsg(&resp); err != nil {
+		return pg, fmt.Errorf("feed sync: read header: %w", err)
 	}
 	hdr := resp.GetHeader()
 	if hdr == nil {
-		return fail(fmt.Errorf("%w: expected a header", ErrProtocol))
+		return pg, fmt.Errorf("%w: expected a header", ErrProtocol)
 	}
 	switch hdr.Status {
 	case pb.Status_STATUS_OK:
 	case pb.Status_STATUS_UNKNOWN_CHANNEL:
 		return pg, ErrUnknownChannel
 	default:
-		return fail(fmt.Errorf("%w: status %v", ErrProtocol, hdr.Status))
+		return pg, fmt.Errorf("%w: status %v", ErrProtocol, hdr.Status)
 	}
 	pg.Info = Info{Head: hdr.Head, Profile: hdr.Profile, HaveSeq: hdr.HaveSeq}
 	for {
 		resp.Reset()
-		if err := s.r.ReadMsg(&resp); err != nil {
-			return fail(fmt.Errorf("feed sync: read: %w", err))
+		if err := r.ReadMsg(&resp); err != nil {
+			return pg, fmt.Errorf("feed sync: read: %w", err)
 		}
 		switch m := resp.Msg.(type) {
 		case *pb.Response_Entry:
 			if pg.Count >= limit {
-				return fail(fmt.Errorf("%w: more entries than requested", ErrProtocol))
+				return pg, fmt.Errorf("%w: more entries than requested", ErrProtocol)
 			}
 			if len(m.Entry) > MaxEntryBytes {
-				return fail(fmt.Errorf("%w: entry of %d bytes", ErrProtocol, len(m.Entry)))
+				return pg, fmt.Errorf("%w: entry of %d bytes", ErrProtocol, len(m.Entry))
 			}
 			pg.Count++
 			if err := fn(m.Entry); err != nil {
-				return fail(err)
+				return pg, err
 			}
 		case *pb.Response_End:
 			pg.LastSeq, pg.More = m.End.LastSeq, m.End.More
 			return pg, nil
 		default:
-			return fail(fmt.Errorf("%w: unexpected frame", ErrProtocol))
+			return pg, fmt.Errorf("%w: unexpected frame", ErrProtocol)
 		}
 	}
 }

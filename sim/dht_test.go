@@ -1,0 +1,33 @@
+package sim
+
+import (
+	"math"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestDHTShort runs the dht scenario on 15 nodes: every lookup, ours and raw, finds the announcer, and the
+// figures are consistent.
+func TestDHTShort(t *testing.T) {
+	res, err := Run(t.Context(), "dht", Config{Nodes: 15, Msgs: 20, Rates: []float64{20}, Publishers: 3, Seed: 1,
+		Warmup: 200 * time.Millisecond, Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteTable(os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"delivery"} {
+		f := res.Figure(name)
+		if f.Ours != 1 || f.Raw != 1 {
+			t.Errorf("%s: ours %v raw %v, want 1", name, f.Ours, f.Raw)
+		}
+	}
+	if f := res.Figure("p50_ms"); math.IsNaN(f.Ours) || f.Ours <= 0 || math.IsNaN(f.Raw) {
+		t.Errorf("p50: %+v", f)
+	}
+	if f := res.Figure("record_holders"); f.Ours < 1 || f.Raw < 1 {
+		t.Errorf("record holders: %+v", f)
+	}
+}

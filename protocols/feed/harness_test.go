@@ -81,6 +81,16 @@ func startNode(t testing.TB, h host.Host, id *identity.Identity, o netOpts, i in
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeOn(t, h, id, o, o.relay != nil && o.relay(i), st)
+}
+
+// startNodeWithStore starts a node on a store the caller opened (and closes after stop).
+func startNodeWithStore(t testing.TB, h host.Host, id *identity.Identity, o netOpts, st *store.Store) *tnode {
+	return startNodeOn(t, h, id, o, false, st)
+}
+
+func startNodeOn(t testing.TB, h host.Host, id *identity.Identity, o netOpts, relay bool, st *store.Store) *tnode {
+	t.Helper()
 	kad, err := dht.New(h, dht.ProtocolPrefix("/madang"), dht.Mode(dht.ModeServer),
 		dht.Datastore(st.Datastore("dht")), dht.NamespacedValidator(HeadNamespace, HeadValidator{}))
 	if err != nil {
@@ -97,7 +107,6 @@ func startNode(t testing.TB, h host.Host, id *identity.Identity, o netOpts, i in
 		nd.dir = directory.New(h, kad, st.Namespace("directory"), nil, directory.Options{RetryMin: 50 * time.Millisecond})
 		dir = nd.dir
 	}
-	relay := o.relay != nil && o.relay(i)
 	nd.svc, err = New(ctx, Options{
 		Host: h, Routing: kad, Gossip: gs, Store: st, NS: st.Namespace("channels"), Events: nd.bus, Secrets: id,
 		Directory: dir, Relay: relay, SyncBatch: o.batch, Refresh: o.refresh,

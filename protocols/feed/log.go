@@ -143,6 +143,9 @@ func (l *Log) State() State {
 	return l.st
 }
 
+// Flush makes everything applied so far durable (after applies that did not wait for the disk).
+func (l *Log) Flush() error { return l.Update(func(*State) {}) }
+
 // Update changes the state durably.
 func (l *Log) Update(fn func(*State)) error {
 	l.mu.Lock()
@@ -171,12 +174,17 @@ func (l *Log) putState(b *store.Batch, st *State) error {
 
 // ApplyRaw verifies signed entries (signatures in parallel) and applies the valid ones in order. It stops at
 // the first invalid entry and returns its error together with the result of the entries before it.
-func (l *Log) ApplyRaw(raws [][]byte) (Result, error) {
+func (l *Log) ApplyRaw(raws [][]byte) (Result, error) { return l.applyRaw(raws, true) }
+
+// applyRaw is ApplyRaw with a choice of durability: a catch-up sync commits most pages without waiting for
+// the disk (they survive a crash of the process, not of the machine, and are simply fetched again) and
+// makes the log durable with Flush when it ends.
+func (l *Log) applyRaw(raws [][]byte, durable bool) (Result, error) {
 	es, verr := verifyAll(raws)
 	if len(es) == 0 && verr != nil {
 		return Result{}, verr
 	}
-	res, err := l.Apply(es...)
+	res, err := l.apply(durable, es...)
 	if err != nil {
 		return res, err
 	}
@@ -217,7 +225,9 @@ func verifyAll(raws [][]byte) ([]*Entry, error) {
 // further ahead is held until the entries before it arrive; a second valid entry for a seq (or an entry whose
 // prev contradicts the log) is a fork: the conflicting entry is kept as proof, the channel is flagged and the
 // log accepts nothing more (ErrForked). Everything of one call is committed in one synced batch.
-func (l *Log) Apply(es ...*Entry) (Result, error) {
+func (l *Log) Apply(es ...*Entry) (Result, error) { return l.apply(true, es...) }
+
+func (l *Log) apply(durable bool, es ...*Entry) (Result, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.st.Fork != nil {
@@ -249,7 +259,7 @@ func (l *Log) Apply(es ...*Entry) (Result, error) {
 	if err := l.putState(a.b, &a.st); err != nil {
 		return fail(err)
 	}
-	if err := a.b.Commit(true); err != nil {
+	if err := a.b.Commit(durable); err != nil {
 		return fail(fmt.Errorf("apply to channel %s: %w", l.id, err))
 	}
 	l.st = a.st

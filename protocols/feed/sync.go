@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -188,6 +189,16 @@ func (s *Service) syncFrom(ctx context.Context, ch *channel, pid peer.ID, p *pro
 	}
 	defer sess.Close()
 	l := ch.log
+	// Pages are committed without waiting for the disk, except about once a second; the log is made
+	// durable when this peer is done.
+	lastDurable, dirty := time.Now(), false
+	defer func() {
+		if dirty {
+			if err := l.Flush(); err != nil {
+				s.log.Warn("Channel log flush failed", "channel", l.id, "err", err)
+			}
+		}
+	}()
 	for {
 		st := l.State()
 		if st.Fork != nil {
@@ -200,7 +211,13 @@ func (s *Service) syncFrom(ctx context.Context, ch *channel, pid peer.ID, p *pro
 			if len(chunk) == 0 {
 				return nil
 			}
-			res, err := l.ApplyRaw(chunk)
+			durable := time.Since(lastDurable) > time.Second
+			res, err := l.applyRaw(chunk, durable)
+			if durable {
+				lastDurable, dirty = time.Now(), false
+			} else {
+				dirty = dirty || len(res.Appended) > 0
+			}
 			chunk, size = chunk[:0], 0
 			appended += len(res.Appended)
 			s.applied(ch, res, false)

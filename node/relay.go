@@ -144,6 +144,9 @@ func startRelay(ctx context.Context, n *Node) error {
 	}
 	n.Provide("mailbox", f.client)
 	n.Provide("inbox.relays", f.client.InboxRelays)
+	if f.svc != nil {
+		n.Provide("relay.mailbox", f.svc) // the relay-side service (operator tools, fault-injection tests)
+	}
 
 	if err := n.API.AddSpec(relaySpec); err != nil {
 		return err

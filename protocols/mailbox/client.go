@@ -73,10 +73,11 @@ type Client struct {
 	keys *Keys
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	lastSent  int64
-	records   map[string]cachedRecord
-	lastDrain DrainResult
+	mu         sync.Mutex
+	lastSent   int64
+	records    map[string]cachedRecord
+	refreshing map[string]bool
+	lastDrain  DrainResult
 
 	drainMu sync.Mutex
 }
@@ -105,7 +106,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{o: o, keys: k, log: o.Log.With("component", "mailbox"), records: map[string]cachedRecord{}}, nil
+	return &Client{o: o, keys: k, log: o.Log.With("component", "mailbox"), records: map[string]cachedRecord{}, refreshing: map[string]bool{}}, nil
 }
 
 // Keys are the client's mailbox keys.
@@ -127,11 +128,13 @@ func (c *Client) InboxRelays() []string {
 
 // MailboxCard returns the card to give friend: my inbox relays, my mailbox key and a deposit capability for
 // that friend, signed by my account key. The card is deterministic: it changes only when my inbox relays do,
-// so a friend's copy can be compared by hash. A card without relays is still useful: senders look up my
-// inbox record in the DHT.
+// so a friend's copy can be compared by hash. Without inbox relays there is no card (ErrNoRelays).
 func (c *Client) MailboxCard(_ context.Context, friend ed25519.PublicKey) ([]byte, error) {
 	if len(friend) != ed25519.PublicKeySize {
 		return nil, errors.New("mailbox card: friend key must be 32 bytes")
+	}
+	if len(c.InboxRelays()) == 0 {
+		return nil, fmt.Errorf("mailbox card: %w configured", ErrNoRelays)
 	}
 	capab, err := c.keys.Capability(friend)
 	if err != nil {
@@ -173,7 +176,7 @@ func (c *Client) Deposit(ctx context.Context, rawCard []byte, itemID string, pay
 		return nil, errors.New("mailbox deposit: empty item id")
 	}
 	relays := card.Relays
-	if rec, ok := c.lookupCached(ctx, card.Account); ok {
+	if rec, ok := c.inboxRecord(ctx, card.Account, len(relays) == 0); ok {
 		relays = rec.Relays
 	}
 	if len(relays) == 0 {
@@ -279,23 +282,42 @@ func roundTrip(s network.Stream, req *pb.Request) (*pb.Response, error) {
 	return &resp, nil
 }
 
-// lookupCached returns the account's inbox record from the DHT, cached for a while (misses too).
-func (c *Client) lookupCached(ctx context.Context, account ed25519.PublicKey) (InboxRecord, bool) {
+// inboxRecord returns the account's inbox record from the DHT, cached for a while (misses too). A stale or
+// missing cache entry is refreshed in the background when wait is false (the card's relays serve meanwhile),
+// and looked up at once when it is true.
+func (c *Client) inboxRecord(ctx context.Context, account ed25519.PublicKey, wait bool) (InboxRecord, bool) {
 	if c.o.Routing == nil {
 		return InboxRecord{}, false
 	}
 	now := c.o.Now()
+	key := string(account)
 	c.mu.Lock()
-	cr, hit := c.records[string(account)]
+	cr, hit := c.records[key]
+	fresh := hit && ((cr.ok && now.Sub(cr.fetched) < recordCacheTTL) || (!cr.ok && now.Sub(cr.fetched) < recordMissTTL))
+	refreshing := c.refreshing[key]
+	if !fresh && !wait && !refreshing {
+		c.refreshing[key] = true
+	}
 	c.mu.Unlock()
-	if hit && ((cr.ok && now.Sub(cr.fetched) < recordCacheTTL) || (!cr.ok && now.Sub(cr.fetched) < recordMissTTL)) {
+	if fresh || (!wait && refreshing) {
 		return cr.rec, cr.ok
 	}
-	rec, err := c.LookupInboxRecord(ctx, account)
-	cr = cachedRecord{rec: rec, ok: err == nil, fetched: now}
-	c.mu.Lock()
-	c.records[string(account)] = cr
-	c.mu.Unlock()
+	lookup := func(ctx context.Context) cachedRecord {
+		rec, err := c.LookupInboxRecord(ctx, account)
+		next := cachedRecord{rec: rec, ok: err == nil, fetched: now}
+		c.mu.Lock()
+		if next.ok || !cr.ok || now.Sub(cr.fetched) > recordCacheTTL {
+			c.records[key] = next
+		}
+		delete(c.refreshing, key)
+		c.mu.Unlock()
+		return next
+	}
+	if wait {
+		next := lookup(ctx)
+		return next.rec, next.ok
+	}
+	go lookup(context.WithoutCancel(ctx))
 	return cr.rec, cr.ok
 }
 

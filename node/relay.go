@@ -335,7 +335,7 @@ func (f *relayFeature) drain(ctx context.Context) (mailbox.DrainResult, error) {
 
 // recordLoop publishes my inbox record in the DHT at start (retrying with backoff) and every 12 hours.
 func (f *relayFeature) recordLoop(ctx context.Context) error {
-	wait := 5 * time.Second
+	wait := 2 * time.Second // let the relay connection and the routing table come up first
 	for {
 		select {
 		case <-ctx.Done():
@@ -351,7 +351,7 @@ func (f *relayFeature) recordLoop(ctx context.Context) error {
 				return nil
 			}
 			f.n.Log.Debug("Inbox record not published", "err", err)
-			wait = min(max(wait*2, time.Minute), recordRetryMax)
+			wait = min(max(wait*2, 5*time.Second), recordRetryMax)
 			continue
 		}
 		f.mu.Lock()

@@ -274,3 +274,30 @@ func TestReachableOnlyThroughRelay(t *testing.T) {
 }
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
+
+// Every user publishes a signed record of its inbox relays in the DHT; others find it by account key.
+func TestInboxRecordInDHT(t *testing.T) {
+	r := startRelay(t, nil)
+	users := startUsers(t, 2, r, nil)
+	a, b := users[0], users[1]
+	testnet.Eventually(t, 30*time.Second, func() bool { return relayStatus(t, b).Inbox.RecordPublished != nil },
+		"B publishes its inbox record")
+	v, _ := a.Lookup("mailbox")
+	rec, err := v.(*mailbox.Client).LookupInboxRecord(t.Context(), b.Identity.AccountKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Relays) != 1 || rec.Relays[0] != r.Addr() || !rec.Account.Equal(b.Identity.AccountKey()) {
+		t.Fatalf("record %+v", rec)
+	}
+	// A forged record for B under B's key is refused by the DHT's validator.
+	forged, err := mailbox.NewInboxRecord(a.Identity, rec.Seq+1, []string{r.Addr()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.DHT.PutValue(ctx, mailbox.InboxKey(b.Identity.AccountKey()), forged); err == nil {
+		t.Fatal("the DHT took a record signed by another account")
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"sync"
 	"testing"
@@ -18,8 +17,6 @@ import (
 	"github.com/madang-p2p/madang/identity"
 	"github.com/madang-p2p/madang/store"
 )
-
-var long = flag.Bool("long", false, "run the long evil-relay and soak variants")
 
 // clock is a settable test clock.
 type clock struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 
@@ -20,7 +21,9 @@ import (
 	"github.com/madang-p2p/madang/store"
 )
 
-var long = flag.Bool("long", false, "run the long variants (several pages per relay)")
+var long = flag.Bool("long", false, "run the long variants (several pages per relay); MADANG_LONG=1 too")
+
+func longRun() bool { return *long || os.Getenv("MADANG_LONG") == "1" }
 
 const canary = "CANARY-91c2-plaintext-must-never-reach-a-relay"
 
@@ -201,7 +204,7 @@ func mustKey(t *testing.T) []byte {
 // does; the honest relay is emptied by the acks and no relay stores plaintext.
 func TestOneHonestRelayOfTwo(t *testing.T) {
 	n := 40
-	if *long {
+	if longRun() {
 		n = 600 // several pages per relay
 	}
 	for _, mode := range Modes {

@@ -448,3 +448,38 @@ func TestKeysDeterministic(t *testing.T) {
 		t.Fatal("the owner key must not be the account key")
 	}
 }
+
+// A relay's own user: deposits to and drains from the relay's own service without the network.
+func TestRelayOwnMailboxIsLocal(t *testing.T) {
+	tn := newTestNet(t)
+	r := tn.relay(Limits{}, 100000)
+	st := memStore(t)
+	self, err := NewClient(ClientOptions{Host: r.h, Identity: r.id, Store: st, NS: st.Namespace("inbox"),
+		Relays: func() []string { return []string{r.addr} }, Local: r.svc, Now: tn.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tn.user("a")
+	card, err := self.MailboxCard(t.Context(), a.id.AccountKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.Deposit(t.Context(), card, "remote", []byte("from a")); err != nil {
+		t.Fatal(err)
+	}
+	// The relay's user sends itself a note through its own card (local deposit path).
+	if _, err := self.Deposit(t.Context(), card, "local", []byte("to myself")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	res, err := self.Drain(t.Context(), func(_ context.Context, p []byte) error { got = append(got, string(p)); return nil }, nil)
+	if err != nil || len(got) != 2 || res.Relays != 1 {
+		t.Fatalf("local drain: %v %q %+v", err, got, res)
+	}
+	if n := r.ms.Stats(t.Context()).Items; n != 0 {
+		t.Fatalf("%d items left", n)
+	}
+	if _, err := tn.user("lonely").c.MailboxCard(t.Context(), a.id.AccountKey()); !errors.Is(err, ErrNoRelays) {
+		t.Fatalf("card without relays: %v", err)
+	}
+}

@@ -150,12 +150,15 @@ func TestDMThousandEachWay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, p := range [][2]*testnet.Node{{a, b}, {b, a}} {
+		s := node.DMService(p[0].Node)
+		testnet.Eventually(t, 120*time.Second, func() bool {
+			n, err := s.Pending(t.Context(), p[1].Identity.AccountID())
+			return err == nil && n == 0
+		}, "%s's outbox drains", p[0].Identity.AccountID())
+	}
 	check := func(self, peer *testnet.Node, prefix string) {
 		s := node.DMService(self.Node)
-		testnet.Eventually(t, 120*time.Second, func() bool {
-			p, err := s.Pending(t.Context(), peer.Identity.AccountID())
-			return err == nil && p == 0
-		}, "%s's outbox drains", prefix)
 		msgs, next, err := s.History(t.Context(), peer.Identity.AccountID(), "", 1000)
 		all := msgs
 		for err == nil && next != "" {
@@ -166,7 +169,19 @@ func TestDMThousandEachWay(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(all) != 2*n {
-			t.Fatalf("%s: %d messages in history, want %d", prefix, len(all), 2*n)
+			seen := map[string]bool{}
+			for _, m := range all {
+				seen[m.ID] = true
+			}
+			var missing []string
+			for i := range n {
+				for _, p := range []string{"a", "b"} {
+					if id := fmt.Sprintf("%s-%04d", p, i); !seen[id] {
+						missing = append(missing, id)
+					}
+				}
+			}
+			t.Fatalf("%s: %d messages in history, want %d; missing %v", prefix, len(all), 2*n, missing)
 		}
 		mine, theirs := 0, 0
 		// History is newest first: walk it backwards to check each sender's order.

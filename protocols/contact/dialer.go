@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -34,7 +35,14 @@ type Router interface {
 type Dialer struct {
 	Host   host.Host
 	Router Router // may be nil
+
+	mu     sync.Mutex
+	failed map[peer.ID]time.Time // devices that could not be reached at all, and when
 }
+
+// unreachableFor is how long a device that could be reached neither through known addresses nor through peer
+// routing is not looked up again (a connection it makes itself is used at once).
+const unreachableFor = 15 * time.Second
 
 // ErrUnreachable is returned when no device of the contact could be reached.
 var ErrUnreachable = errors.New("contact unreachable")
@@ -84,7 +92,7 @@ func Hints(dev graph.Device, relayHints []string) []ma.Multiaddr {
 
 func (d *Dialer) openDevice(ctx context.Context, dev graph.Device, relayHints []string, proto protocol.ID) (network.Stream, error) {
 	p := dev.PeerID
-	if d.Host.Network().Connectedness(p) != network.Connected {
+	if c := d.Host.Network().Connectedness(p); c != network.Connected && c != network.Limited {
 		if err := d.connect(ctx, dev, relayHints); err != nil {
 			return nil, err
 		}
@@ -98,8 +106,26 @@ func (d *Dialer) openDevice(ctx context.Context, dev graph.Device, relayHints []
 	return s, nil
 }
 
-func (d *Dialer) connect(ctx context.Context, dev graph.Device, relayHints []string) error {
+func (d *Dialer) connect(ctx context.Context, dev graph.Device, relayHints []string) (err error) {
 	p := dev.PeerID
+	d.mu.Lock()
+	if t, ok := d.failed[p]; ok && time.Since(t) < unreachableFor {
+		d.mu.Unlock()
+		return fmt.Errorf("%s was unreachable %s ago", p, time.Since(t).Round(time.Second))
+	}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.failed == nil {
+			d.failed = map[peer.ID]time.Time{}
+		}
+		if err != nil && ctx.Err() == nil {
+			d.failed[p] = time.Now()
+		} else {
+			delete(d.failed, p)
+		}
+	}()
 	if addrs := Hints(dev, relayHints); len(addrs) > 0 {
 		d.Host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
 	}

@@ -155,22 +155,9 @@ type owedAck struct {
 
 // pending returns the first batch of the friend's outbox (in order) and the acks owed to them.
 func (s *Service) pending(ctx context.Context, a identity.AccountID) ([]outItem, []owedAck, error) {
-	var items []outItem
-	size := 0
-	for e, err := range s.ns.Scan(ctx, store.Range{Prefix: outPrefix(a), Limit: maxBatchPayloads}) {
-		if err != nil {
-			return nil, nil, fmt.Errorf("dm: outbox: %w", err)
-		}
-		var it pb.OutboxItem
-		if err := proto.Unmarshal(e.Value, &it); err != nil {
-			return nil, nil, fmt.Errorf("dm: outbox item: %w", err)
-		}
-		if size+len(it.Payload) > maxBatchBytes && len(items) > 0 {
-			break
-		}
-		size += len(it.Payload)
-		_, id, _ := strings.Cut(strings.TrimPrefix(e.Key, outPrefix(a)), "/")
-		items = append(items, outItem{key: e.Key, id: id, item: &it})
+	items, err := s.outboxPage(ctx, a, "")
+	if err != nil {
+		return nil, nil, err
 	}
 	var acks []owedAck
 	for e, err := range s.ns.Scan(ctx, store.Range{Prefix: ackPrefix(a), Limit: MaxAckIDs}) {
@@ -181,6 +168,33 @@ func (s *Service) pending(ctx context.Context, a identity.AccountID) ([]outItem,
 		acks = append(acks, owedAck{key: e.Key, id: id, read: kind == "r"})
 	}
 	return items, acks, nil
+}
+
+// outboxPage returns one batch of the outbox (at most maxBatchPayloads items and about maxBatchBytes of
+// payload) after the key `after` ("" = from the start).
+func (s *Service) outboxPage(ctx context.Context, a identity.AccountID, after string) ([]outItem, error) {
+	var items []outItem
+	size := 0
+	r := store.Range{Prefix: outPrefix(a), Limit: maxBatchPayloads}
+	if after != "" {
+		r.Start = after + "\x00"
+	}
+	for e, err := range s.ns.Scan(ctx, r) {
+		if err != nil {
+			return nil, fmt.Errorf("dm: outbox: %w", err)
+		}
+		var it pb.OutboxItem
+		if err := proto.Unmarshal(e.Value, &it); err != nil {
+			return nil, fmt.Errorf("dm: outbox item: %w", err)
+		}
+		if size+len(it.Payload) > maxBatchBytes && len(items) > 0 {
+			break
+		}
+		size += len(it.Payload)
+		_, id, _ := strings.Cut(strings.TrimPrefix(e.Key, outPrefix(a)), "/")
+		items = append(items, outItem{key: e.Key, id: id, item: &it})
+	}
+	return items, nil
 }
 
 // ackPayloads encodes owed acks (delivery and read) as signed payloads.
@@ -362,15 +376,22 @@ func (s *Service) deposit(ctx context.Context, c graph.Contact) error {
 		s.dropAcks(acks)
 	}
 	now := time.Now()
-	for _, it := range items {
-		if it.item.DepositedMs != 0 && now.Sub(time.UnixMilli(it.item.DepositedMs)) < s.o.RedepositAfter {
-			continue
+	// pending returns one direct-delivery batch; the mailbox path pages on through the whole outbox, so that
+	// messages beyond the first batch are deposited too (those deposited recently are skipped).
+	for len(items) > 0 {
+		for _, it := range items {
+			if it.item.DepositedMs != 0 && now.Sub(time.UnixMilli(it.item.DepositedMs)) < s.o.RedepositAfter {
+				continue
+			}
+			if err := put(it.item.Payload); err != nil {
+				return err
+			}
+			it.item.DepositedMs = now.UnixMilli()
+			if err := s.markDeposited(c.AccountID, it); err != nil {
+				return err
+			}
 		}
-		if err := put(it.item.Payload); err != nil {
-			return err
-		}
-		it.item.DepositedMs = now.UnixMilli()
-		if err := s.markDeposited(c.AccountID, it); err != nil {
+		if items, err = s.outboxPage(ctx, c.AccountID, items[len(items)-1].key); err != nil {
 			return err
 		}
 	}

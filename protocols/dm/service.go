@@ -144,6 +144,9 @@ type conv struct {
 	loaded   bool
 	meta     convMeta
 	sessions []*ratchet.Session
+	// bundleRaw and bundleIK cache the friend's last verified prekey bundle and its identity DH key.
+	bundleRaw []byte
+	bundleIK  []byte
 }
 
 // Service is the DM layer of a node.
@@ -374,7 +377,12 @@ func (s *Service) activeSession(cv *conv, c graph.Contact) (*ratchet.Session, er
 		if bundle == nil {
 			return cv.sessions[0], nil
 		}
-		if b, err := ratchet.UnmarshalBundle(bundle); err == nil && bytes.Equal(b.IdentityDH, cv.sessions[0].PeerIdentityDH()) {
+		if !bytes.Equal(bundle, cv.bundleRaw) {
+			if b, err := ratchet.UnmarshalBundle(bundle); err == nil {
+				cv.bundleRaw, cv.bundleIK = bytes.Clone(bundle), b.IdentityDH
+			}
+		}
+		if bytes.Equal(cv.bundleIK, cv.sessions[0].PeerIdentityDH()) {
 			return cv.sessions[0], nil
 		}
 	}

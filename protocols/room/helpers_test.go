@@ -47,6 +47,7 @@ type counter struct {
 	seen map[room.MsgID]int
 	text map[string][]*room.Message // persona → text messages in delivery order
 	all  int
+	sync int // deliveries that came through history sync
 }
 
 func watch(t testing.TB, s *room.Service) *counter {
@@ -64,6 +65,9 @@ func watch(t testing.TB, s *room.Service) *counter {
 				c.mu.Lock()
 				c.seen[d.Message.ID]++
 				c.all++
+				if !d.Live {
+					c.sync++
+				}
 				if d.Message.Body.Kind == 0 {
 					p := room.PersonaString(d.Message.Body.Persona)
 					c.text[p] = append(c.text[p], d.Message)

@@ -77,9 +77,20 @@ type roomRT struct {
 	count    int
 	newest   int64
 	lastSent int64
+	mySeq    uint64
 	openedAt time.Time
 	synced   map[peer.ID]time.Time
 	syncing  atomic.Bool
+	live     map[pkey]liveMark // what the live stream last delivered per author
+
+	marksMu sync.Mutex
+	marks   map[pkey][]uint64 // seqs accounted for outside the live path (see markAccounted)
+}
+
+// liveMark is the last seq the live stream delivered from an author, and when.
+type liveMark struct {
+	seq uint64
+	at  time.Time
 }
 
 func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) *roomRT {
@@ -88,6 +99,7 @@ func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) 
 		lim:      newLimiter(s.c.RatePerMinute, s.c.Burst+validatorBurstSlack),
 		sendLim:  newLimiter(s.c.RatePerMinute, s.c.Burst),
 		banKnown: map[pkey]time.Time{}, members: map[pkey]*pb.Member{}, synced: map[peer.ID]time.Time{},
+		live:     map[pkey]liveMark{},
 		openedAt: s.now(),
 	}
 	if rec.Joined {
@@ -208,6 +220,7 @@ func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
 		return pubsub.ValidationReject
 	}
 	if b.Kind == pb.Kind_JOIN && r.full(b.Persona, st) {
+		r.markAccounted(b.Persona, b.Seq)
 		return pubsub.ValidationIgnore
 	}
 	slow := time.Duration(float64(st.Slow) * validatorSlowFactor)
@@ -215,6 +228,7 @@ func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
 		slow = 0
 	}
 	if r.lim.allow(pk(b.Persona), now, slow) != allowed {
+		r.markAccounted(b.Persona, b.Seq)
 		return pubsub.ValidationIgnore
 	}
 	return pubsub.ValidationAccept
@@ -286,6 +300,7 @@ func (r *roomRT) modKey(a *ModAction) string {
 	return "l/" + r.key + "/" + store.Uint64Key(a.Body.Seq) + "/" + a.ID.String()
 }
 func (r *roomRT) memberKey(p []byte) string { return "p/" + r.key + "/" + PersonaString(p) }
+func (r *roomRT) seqKey() string            { return "q/" + r.key }
 
 // ingestMessage stores a verified message once and tells the node. History sync passes live=false: its
 // messages from personas banned at their time are dropped.
@@ -314,6 +329,9 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 	}
 	r.count++
 	r.newest = max(r.newest, m.Body.TimeMs)
+	if !live {
+		r.markAccounted(m.Body.Persona, m.Body.Seq)
+	}
 	mine := r.persona != nil && string(m.Body.Persona) == string(r.persona.Public().(ed25519.PublicKey))
 	r.mu.Unlock()
 	r.s.delivered(r, m, st, mine, live)
@@ -332,6 +350,7 @@ func (r *roomRT) memberUpdateLocked(m *Message) *pb.Member {
 		r.members[k] = mem
 		changed = true
 	}
+	mem.LastSeq = max(mem.LastSeq, b.Seq)
 	if b.TimeMs >= mem.LastMs {
 		mem.LastMs = b.TimeMs
 		if b.Nick != "" && b.Nick != mem.Nick {
@@ -406,26 +425,112 @@ func (r *roomRT) ingestMod(a *ModAction) (bool, error) {
 	return true, nil
 }
 
-// receiveLoop hands every accepted topic message to ingestion.
+// receiveLoop hands every accepted topic message to ingestion, each author's messages in the author's
+// order (see orderer).
 func (r *roomRT) receiveLoop(ctx context.Context) {
-	for {
-		m, err := r.sub.Next(ctx)
-		if err != nil {
-			return
+	in := make(chan *decoded, 1024)
+	r.s.spawn(func() {
+		defer close(in)
+		for {
+			m, err := r.sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if d, _ := m.ValidatorData.(*decoded); d != nil {
+				select {
+				case in <- d:
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
-		d, _ := m.ValidatorData.(*decoded)
-		if d == nil {
-			continue
-		}
-		if d.msg != nil {
-			_, err = r.ingestMessage(d.msg, true)
-		} else {
-			_, err = r.ingestMod(d.mod)
-		}
-		if err != nil {
-			r.s.log.Warn("Room ingest failed", "err", err)
+	})
+	ord := newOrderer()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	armed := false
+	ingest := func(ms []*Message) {
+		for _, m := range ms {
+			if _, err := r.ingestMessage(m, true); err != nil {
+				r.s.log.Warn("Room ingest failed", "err", err)
+			}
+			r.mu.Lock()
+			if len(r.live) > 4096 {
+				clear(r.live)
+			}
+			r.live[pk(m.Body.Persona)] = liveMark{seq: m.Body.Seq, at: r.s.now()}
+			r.mu.Unlock()
 		}
 	}
+	for {
+		select {
+		case d, ok := <-in:
+			if !ok {
+				return
+			}
+			if d.mod != nil {
+				if _, err := r.ingestMod(d.mod); err != nil {
+					r.s.log.Warn("Room ingest failed", "err", err)
+				}
+				continue
+			}
+			p := d.msg.Body.Persona
+			ingest(ord.push(d.msg, r.s.now(), r.lastSeq(p), r.accounted(pk(p))))
+		case <-timer.C:
+			armed = false
+			ingest(ord.expired(r.s.now(), r.accounted))
+		}
+		if !armed && ord.waiting() {
+			timer.Reset(reorderTick)
+			armed = true
+		}
+	}
+}
+
+// aheadOfLive reports whether m is ahead of what the live stream, currently delivering its author,
+// has handed on: sync then leaves it to the live path, which keeps the author's order.
+func (r *roomRT) aheadOfLive(m *Message) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.live[pk(m.Body.Persona)]
+	return ok && m.Body.Seq > l.seq+1 && r.s.now().Sub(l.at) < inFlight
+}
+
+// reorderTick is how often a waiting orderer looks for gaps closed elsewhere or expired.
+const reorderTick = 50 * time.Millisecond
+
+// markAccounted notes that an author's seq will not come through the live path (stored by sync, or
+// dropped here after its signature verified), so that the orderer does not wait for it.
+func (r *roomRT) markAccounted(persona []byte, seq uint64) {
+	if seq == 0 {
+		return
+	}
+	r.marksMu.Lock()
+	defer r.marksMu.Unlock()
+	if r.marks == nil || len(r.marks) > 4096 {
+		r.marks = map[pkey][]uint64{}
+	}
+	k := pk(persona)
+	if len(r.marks[k]) < 1024 {
+		r.marks[k] = append(r.marks[k], seq)
+	}
+}
+
+func (r *roomRT) accounted(k pkey) []uint64 {
+	r.marksMu.Lock()
+	defer r.marksMu.Unlock()
+	s := r.marks[k]
+	delete(r.marks, k)
+	return s
+}
+
+func (r *roomRT) lastSeq(persona []byte) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.members[pk(persona)]; m != nil {
+		return m.LastSeq
+	}
+	return 0
 }
 
 // peerLoop syncs with each room peer that appears on the topic (we or they came back online, or a new
@@ -519,13 +624,17 @@ func (r *roomRT) send(ctx context.Context, kind pb.Kind, text string, replyTo []
 	r.mu.Lock()
 	t := max(now.UnixMilli(), r.lastSent+1)
 	r.lastSent = t
+	r.mySeq++
+	seq := r.mySeq
 	nick, avatar := r.rec.Nick, r.rec.Avatar
 	r.mu.Unlock()
+	// Not fsynced: after a crash the seq may repeat, which receivers treat as late (delivered at once).
+	_ = r.s.d.Store.Put(r.seqKey(), []byte(store.Uint64Key(seq)))
 	nonce := make([]byte, 12)
 	_, _ = rand.Read(nonce)
 	body := &pb.MessageBody{
 		Version: 1, Room: r.id[:], Persona: me, TimeMs: t, Nonce: nonce, Kind: kind, Text: text,
-		ReplyTo: replyTo, Nick: nick,
+		ReplyTo: replyTo, Nick: nick, Seq: seq,
 	}
 	if kind == pb.Kind_JOIN {
 		body.Avatar = avatar

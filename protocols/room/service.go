@@ -272,21 +272,6 @@ func (s *Service) openRecord(ctx context.Context, id ID, rec *pb.RoomRecord) err
 
 // loadLocal counts stored messages and loads members.
 func (r *roomRT) loadLocal(ctx context.Context) {
-	n := 0
-	for e, err := range r.s.d.Store.Scan(ctx, store.Range{Prefix: "m/" + r.key + "/", Reverse: true}) {
-		if err != nil {
-			break
-		}
-		if n == 0 {
-			if ts, _, ok := strings.Cut(strings.TrimPrefix(e.Key, "m/"+r.key+"/"), "/"); ok {
-				var t int64
-				_, _ = fmt.Sscan(ts, &t)
-				r.newest = t
-			}
-		}
-		n++
-	}
-	r.count = n
 	for e, err := range r.s.d.Store.Scan(ctx, store.Range{Prefix: "p/" + r.key + "/"}) {
 		if err != nil {
 			break
@@ -297,12 +282,37 @@ func (r *roomRT) loadLocal(ctx context.Context) {
 			r.members[pk(p)] = &m
 		}
 	}
+	// Count the messages; the newest ones (parsed, not verified again: they were verified when stored)
+	// give each author's latest seq and time, which are not written with every message.
+	n := 0
+	for e, err := range r.s.d.Store.Scan(ctx, store.Range{Prefix: "m/" + r.key + "/", Reverse: true}) {
+		if err != nil {
+			break
+		}
+		if n < recentScan {
+			if d, err := parseItem(e.Value); err == nil && d.msg != nil {
+				b := d.msg.Body
+				r.newest = max(r.newest, b.TimeMs)
+				if m := r.members[pk(b.Persona)]; m != nil {
+					m.LastSeq, m.LastMs = max(m.LastSeq, b.Seq), max(m.LastMs, b.TimeMs)
+				}
+			}
+		}
+		n++
+	}
+	r.count = n
 	if r.persona != nil {
 		if m := r.members[pk(r.persona.Public().(ed25519.PublicKey))]; m != nil {
 			r.lastSent = m.LastMs
 		}
+		if v, err := r.s.d.Store.Get(r.seqKey()); err == nil {
+			_, _ = fmt.Sscan(string(v), &r.mySeq)
+		}
 	}
 }
+
+// recentScan is how many of a room's newest messages are parsed when it is reopened.
+const recentScan = 1000
 
 // CreateOptions describe a new room.
 type CreateOptions struct {
@@ -483,9 +493,11 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 	}
 	// A member joining later starts its history at the oldest message it fetched (HistoryOnJoin of them):
 	// catch-ups never reach further back.
+	// (The oldest fetched message's own millisecond is excluded: other messages of that millisecond that
+	// sort before it were not fetched either.)
 	rec.FloorMs = now.UnixMilli()
 	if len(resp.messages) > 0 {
-		rec.FloorMs = resp.messages[0].Body.TimeMs
+		rec.FloorMs = resp.messages[0].Body.TimeMs + 1
 	}
 	r := s.newRT(l.Room, rec, resp.genesis, &resp.log)
 	st := r.state.Load()
@@ -626,6 +638,7 @@ func (s *Service) deleteRoom(ctx context.Context, id ID) error {
 		}
 	}
 	_ = b.Delete(s.d.Store, "r/"+id.String())
+	_ = b.Delete(s.d.Store, "q/"+id.String())
 	return commit(b, true)
 }
 

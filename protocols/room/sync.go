@@ -16,6 +16,10 @@ import (
 	"github.com/madang-p2p/madang/store"
 )
 
+// inFlight is how recently the live topic must have delivered from an author for sync to leave that
+// author's newer messages to it.
+const inFlight = 2 * reorderWait
+
 // maxSyncPages bounds one catch-up (pages of at most roomsync.MaxLimit messages).
 const maxSyncPages = 40
 
@@ -207,6 +211,11 @@ func (s *Service) applySync(r *roomRT, resp *syncpb.Response) (int, error) {
 			continue
 		}
 		if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK && !hmac.Equal(m.Body.JoinProof, joinProof(r.secret, r.id, m.Body.Persona)) {
+			continue
+		}
+		// A message ahead of what the live stream is delivering from its author is left to the live path
+		// (which restores the author's order); a later catch-up fetches it if it was lost.
+		if r.aheadOfLive(m) {
 			continue
 		}
 		ok, err := r.ingestMessage(m, false)

@@ -344,6 +344,7 @@ type MessageBody struct {
 	Nick          string                 `protobuf:"bytes,9,opt,name=nick,proto3" json:"nick,omitempty"`                             // the persona's nickname in this room
 	Avatar        []byte                 `protobuf:"bytes,10,opt,name=avatar,proto3" json:"avatar,omitempty"`                        // JOIN only: small image, at most 32 KiB
 	JoinProof     []byte                 `protobuf:"bytes,11,opt,name=join_proof,json=joinProof,proto3" json:"join_proof,omitempty"` // JOIN_LINK rooms: HMAC-SHA256(secret, "madang/room-join/v1" 0x00 room persona)
+	Seq           uint64                 `protobuf:"varint,12,opt,name=seq,proto3" json:"seq,omitempty"`                             // per persona: 1, 2, 3 … (receivers restore the author's order; 0 = unordered)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -453,6 +454,13 @@ func (x *MessageBody) GetJoinProof() []byte {
 		return x.JoinProof
 	}
 	return nil
+}
+
+func (x *MessageBody) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type Ban struct {
@@ -1524,6 +1532,7 @@ type Member struct {
 	JoinedMs      int64                  `protobuf:"varint,3,opt,name=joined_ms,json=joinedMs,proto3" json:"joined_ms,omitempty"`
 	Left          bool                   `protobuf:"varint,4,opt,name=left,proto3" json:"left,omitempty"`
 	LastMs        int64                  `protobuf:"varint,5,opt,name=last_ms,json=lastMs,proto3" json:"last_ms,omitempty"`
+	LastSeq       uint64                 `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // highest message seq delivered from this persona
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1593,6 +1602,13 @@ func (x *Member) GetLastMs() int64 {
 	return 0
 }
 
+func (x *Member) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
 var File_room_proto protoreflect.FileDescriptor
 
 const file_room_proto_rawDesc = "" +
@@ -1624,7 +1640,7 @@ const file_room_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\x0e \x01(\x03R\tcreatedMs\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\x0f \x01(\x03R\tupdatedMs\"\xa8\x02\n" +
+	"updated_ms\x18\x0f \x01(\x03R\tupdatedMs\"\xba\x02\n" +
 	"\vMessageBody\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04room\x18\x02 \x01(\fR\x04room\x12\x18\n" +
@@ -1638,7 +1654,8 @@ const file_room_proto_rawDesc = "" +
 	"\x06avatar\x18\n" +
 	" \x01(\fR\x06avatar\x12\x1d\n" +
 	"\n" +
-	"join_proof\x18\v \x01(\fR\tjoinProof\"R\n" +
+	"join_proof\x18\v \x01(\fR\tjoinProof\x12\x10\n" +
+	"\x03seq\x18\f \x01(\x04R\x03seq\"R\n" +
 	"\x03Ban\x12\x18\n" +
 	"\apersona\x18\x01 \x01(\fR\apersona\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x19\n" +
@@ -1717,13 +1734,14 @@ const file_room_proto_rawDesc = "" +
 	"\tjoined_ms\x18\n" +
 	" \x01(\x03R\bjoinedMs\x12%\n" +
 	"\x0eannounced_join\x18\v \x01(\bR\rannouncedJoin\x12\x19\n" +
-	"\bfloor_ms\x18\f \x01(\x03R\afloorMs\"~\n" +
+	"\bfloor_ms\x18\f \x01(\x03R\afloorMs\"\x99\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04nick\x18\x01 \x01(\tR\x04nick\x12\x16\n" +
 	"\x06avatar\x18\x02 \x01(\fR\x06avatar\x12\x1b\n" +
 	"\tjoined_ms\x18\x03 \x01(\x03R\bjoinedMs\x12\x12\n" +
 	"\x04left\x18\x04 \x01(\bR\x04left\x12\x17\n" +
-	"\alast_ms\x18\x05 \x01(\x03R\x06lastMs**\n" +
+	"\alast_ms\x18\x05 \x01(\x03R\x06lastMs\x12\x19\n" +
+	"\blast_seq\x18\x06 \x01(\x04R\alastSeq**\n" +
 	"\n" +
 	"JoinPolicy\x12\r\n" +
 	"\tJOIN_OPEN\x10\x00\x12\r\n" +

@@ -1,0 +1,153 @@
+package room
+
+import (
+	"slices"
+	"time"
+)
+
+// Live messages can overtake each other between two nodes (pubsub validates concurrently, and copies
+// travel several paths). Each author numbers its messages; the orderer hands a persona's messages to
+// ingestion in that order, holding one that arrives early while the gap fills. Seqs accounted for
+// elsewhere (stored by history sync, or dropped by this node's rate limit or slow mode after their
+// signature verified) close gaps at once; any other gap (a message lost on the way) is skipped after
+// reorderWait, and history sync repairs it later. Messages without a seq, and late ones, pass at once.
+const (
+	reorderWait    = 2 * time.Second
+	reorderPending = 512 // per persona; beyond it the queue is flushed
+)
+
+type orderer struct {
+	q map[pkey]*orderQ
+}
+
+type orderQ struct {
+	last    uint64
+	pending map[uint64]pendingMsg
+	gone    map[uint64]bool // accounted for outside the live path
+}
+
+type pendingMsg struct {
+	m  *Message
+	at time.Time
+}
+
+func newOrderer() *orderer { return &orderer{q: map[pkey]*orderQ{}} }
+
+// push takes a live message and returns the messages now ready, in order. lastSeq is the highest seq
+// already stored from the persona (0 if unknown); accounted are seqs of the persona that will not come
+// through the live path.
+func (o *orderer) push(m *Message, now time.Time, lastSeq uint64, accounted []uint64) []*Message {
+	seq := m.Body.Seq
+	k := pk(m.Body.Persona)
+	q := o.q[k]
+	if q == nil {
+		q = &orderQ{last: lastSeq, pending: map[uint64]pendingMsg{}}
+		if q.last == 0 && seq > 0 {
+			q.last = seq - 1 // first message seen from this persona: start here
+		}
+		o.q[k] = q
+	}
+	if seq == 0 || seq <= q.last {
+		return []*Message{m}
+	}
+	q.pending[seq] = pendingMsg{m: m, at: now}
+	q.account(accounted)
+	out := q.drain(nil)
+	if len(q.pending) > reorderPending {
+		out = q.skip(out)
+	}
+	o.forget(k, q)
+	return out
+}
+
+// waiting reports whether any message is held.
+func (o *orderer) waiting() bool {
+	for _, q := range o.q {
+		if len(q.pending) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// expired releases, in order, what is no longer waited for: gaps accounted for meanwhile, and gaps older
+// than reorderWait.
+func (o *orderer) expired(now time.Time, accounted func(pkey) []uint64) []*Message {
+	var out []*Message
+	for k, q := range o.q {
+		if len(q.pending) > 0 {
+			q.account(accounted(k))
+			out = q.drain(out)
+		}
+		for len(q.pending) > 0 {
+			first := q.first()
+			if now.Sub(q.pending[first].at) < reorderWait {
+				break
+			}
+			q.last = first - 1
+			out = q.drain(out)
+		}
+		o.forget(k, q)
+	}
+	return out
+}
+
+func (o *orderer) forget(k pkey, q *orderQ) {
+	if len(q.pending) == 0 && len(o.q) > 4096 {
+		delete(o.q, k) // bounded memory; its next message starts a new queue
+	}
+}
+
+func (q *orderQ) first() uint64 {
+	keys := make([]uint64, 0, len(q.pending))
+	for s := range q.pending {
+		keys = append(keys, s)
+	}
+	return slices.Min(keys)
+}
+
+// account remembers seqs that will not come live, so that they do not hold the queue up.
+func (q *orderQ) account(seqs []uint64) {
+	for _, s := range seqs {
+		if s > q.last {
+			if q.gone == nil {
+				q.gone = map[uint64]bool{}
+			}
+			q.gone[s] = true
+		}
+	}
+}
+
+// drain releases consecutive pending messages after last, stepping over accounted seqs.
+func (q *orderQ) drain(out []*Message) []*Message {
+	for {
+		next := q.last + 1
+		if p, ok := q.pending[next]; ok {
+			delete(q.pending, next)
+			delete(q.gone, next)
+			q.last = next
+			out = append(out, p.m)
+			continue
+		}
+		if q.gone[next] {
+			delete(q.gone, next)
+			q.last = next
+			continue
+		}
+		for s := range q.gone {
+			if s <= q.last {
+				delete(q.gone, s)
+			}
+		}
+		return out
+	}
+}
+
+// skip releases everything pending, in order, jumping the gaps.
+func (q *orderQ) skip(out []*Message) []*Message {
+	for len(q.pending) > 0 {
+		q.last = q.first() - 1
+		out = q.drain(out)
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/madang-p2p/madang/node"
 	"github.com/madang-p2p/madang/protocols/contact"
 	"github.com/madang-p2p/madang/protocols/dm"
+	"github.com/madang-p2p/madang/store"
 	"github.com/madang-p2p/madang/testnet"
 )
 
@@ -203,4 +204,79 @@ func TestDMThousandEachWay(t *testing.T) {
 	}
 	check(a, b, "a")
 	check(b, a, "b")
+}
+
+// TestFriendRequestWaitsForUser: a request whose secret matches no live invite of the inviter waits as a
+// request (event friend.request); accepting it makes both sides friends and messages flow; declining
+// forgets it.
+func TestFriendRequestWaitsForUser(t *testing.T) {
+	nodes := testnet.Start(t, 3, testnet.Options{Configure: fastRetries})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	testnet.ConnectAll(t, nodes)
+	// A link signed by A's account for a secret A's node does not know (for example an invite made before a
+	// reinstall): built with A's identity on a scratch graph.
+	link := func() string {
+		st, err := store.Open("", store.Options{InMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		g, err := graph.New(st.Namespace("graph"), st.Namespace("invites"), a.Identity, "Minji")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := g.CreateInvite(graph.InviteOptions{TTL: time.Hour, Uses: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Link
+	}
+	sub := a.Events.Subscribe(a.Events.Last(), []string{contact.EventRequest})
+	defer sub.Close()
+	var fb contact.FriendView
+	if err := b.Client.Do(t.Context(), "POST", "/api/v1/invites:accept", map[string]string{"link": link()}, &fb); err != nil {
+		t.Fatal(err)
+	}
+	if fb.State != string(graph.StateRequestOut) {
+		t.Fatalf("B's side: %s", fb.State)
+	}
+	select {
+	case ev := <-sub.C():
+		if !strings.Contains(string(ev.Data), string(b.Identity.AccountID())) {
+			t.Fatalf("friend.request for someone else: %s", ev.Data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no friend.request event")
+	}
+	var fa contact.FriendView
+	if err := a.Client.Do(t.Context(), "POST", "/api/v1/friends/"+string(b.Identity.AccountID())+"/accept", nil, &fa); err != nil || fa.State != "friend" {
+		t.Fatalf("accept: %v %+v", err, fa)
+	}
+	testnet.Eventually(t, 10*time.Second, func() bool {
+		f := friendsOf(t, b.Client)
+		return len(f) == 1 && f[0].State == "friend"
+	}, "B learns it was accepted")
+	m, err := node.DMService(b.Node).Send(t.Context(), a.Identity.AccountID(), "", "thanks for accepting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() bool {
+		got, err := node.DMService(b.Node).Message(a.Identity.AccountID(), "", m.ID)
+		return err == nil && got.State == dm.StateDelivered
+	}, "message delivered")
+
+	// C's request is declined and forgotten.
+	if err := c.Client.Do(t.Context(), "POST", "/api/v1/invites:accept", map[string]string{"link": link()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() bool { return len(friendsOf(t, a.Client)) == 2 }, "C's request arrives")
+	if err := a.Client.Do(t.Context(), "POST", "/api/v1/friends/"+string(c.Identity.AccountID())+"/decline", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if f := friendsOf(t, a.Client); len(f) != 1 {
+		t.Fatalf("after decline: %+v", f)
+	}
+	if _, err := node.DMService(c.Node).Send(t.Context(), a.Identity.AccountID(), "", "hi"); err == nil {
+		t.Fatal("C could queue a message to someone who is not its friend")
+	}
 }

@@ -266,3 +266,31 @@ func TestDMLiveToNodeOnlyReachableThroughRelay(t *testing.T) {
 		t.Fatalf("the message went through the mailbox (%d items), not live", got)
 	}
 }
+
+// Over quota the relay refuses clearly and A keeps the messages queued; once B is back they arrive anyway,
+// each once and in order.
+func TestDMOverQuotaStaysQueued(t *testing.T) {
+	listen := freeAddr(t)
+	r := testnet.Start(t, 1, testnet.Options{Configure: func(_ int, c *config.Config) {
+		c.Role = config.RoleRelay
+		c.Listen = []string{listen}
+		c.Relay.MailboxQuotaItems = 5
+	}})[0]
+	a, b := friendsWithRelays(t, r)
+	b.Stop()
+	const n = 8
+	sendN(t, a, b, n)
+	testnet.Eventually(t, 30*time.Second, func() bool {
+		return relayStatus(t, r).Relay.Refusals["quota_items"] > 0
+	}, "the relay refuses deposits over quota")
+	h := history(t, a, b)
+	if sent, queued := countStates(h, dm.StateSent), countStates(h, dm.StateQueued); sent > 5 || sent+queued != n {
+		t.Fatalf("%d sent, %d queued: over-quota messages must stay queued", sent, queued)
+	}
+	b.Restart()
+	testnet.Eventually(t, 60*time.Second, func() bool { return len(history(t, b, a)) >= n }, "B receives all %d", n)
+	checkReceived(t, b, a, n)
+	testnet.Eventually(t, 60*time.Second, func() bool {
+		return countStates(history(t, a, b), dm.StateDelivered) == n
+	}, "all delivered")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -119,6 +120,7 @@ func BenchmarkRelayQueued10k(b *testing.B) {
 			cards = append(cards, cardFor(b, tn.user(fmt.Sprintf("u%d", m), r), a))
 		}
 		runtime.GC()
+		debug.FreeOSMemory()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
 		rssBefore := rssKiB()
@@ -133,6 +135,7 @@ func BenchmarkRelayQueued10k(b *testing.B) {
 			b.Fatalf("%d items queued", st.Items)
 		}
 		runtime.GC()
+		debug.FreeOSMemory()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")

@@ -115,9 +115,11 @@ func msgCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			shown := map[string]bool{}
 			if !g.json {
 				for _, m := range msgs {
 					printMessage(g, f.Name, m)
+					shown[string(m.From)+"/"+m.ID] = true
 				}
 			}
 			n := 0
@@ -138,6 +140,9 @@ func msgCmd(g *globals) *cobra.Command {
 				if g.json {
 					fmt.Fprintln(g.stdout, string(raw))
 				} else if ev.Type == dm.EventReceived {
+					if shown[string(m.From)+"/"+m.ID] {
+						return nil // already in the history printed above
+					}
 					printMessage(g, f.Name, m)
 				} else if m.From != m.Conversation {
 					fmt.Fprintf(g.stdout, "  %s %s\n", m.ID, m.State)

@@ -72,6 +72,7 @@ type relayFeature struct {
 	kick   chan struct{}    // wakes the drain loop
 
 	deposits, deleted, expired atomic.Uint64
+	drained                    atomic.Uint64 // items my drains delivered
 	drainSeq                   atomic.Uint64
 
 	mu       sync.Mutex
@@ -327,6 +328,7 @@ func (f *relayFeature) drain(ctx context.Context) (mailbox.DrainResult, error) {
 			})
 		}
 	})
+	f.drained.Add(uint64(res.Delivered))
 	if res.Found > 0 {
 		f.n.Events.Publish("inbox.drained", res)
 	}
@@ -549,8 +551,8 @@ func (f *relayFeature) registerMetrics() {
 			return float64(c)
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "madang_inbox_drained_items_total", Help: "Items delivered from this node's inbox relays by the last drain.",
-		}, func() float64 { return float64(f.client.LastDrain().Delivered) }),
+			Name: "madang_inbox_drained_items_total", Help: "Items delivered from this node's inbox relays.",
+		}, func() float64 { return float64(f.drained.Load()) }),
 	)
 	if f.svc == nil {
 		return

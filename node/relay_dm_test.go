@@ -202,6 +202,9 @@ func TestDMOneHonestRelayOfTwo(t *testing.T) {
 			}, "A's messages sent")
 			b.Restart()
 			testnet.Eventually(t, 60*time.Second, func() bool { return len(history(t, b, a)) >= n }, "B receives %d", n)
+			// B drained them from the honest relay (not only from A's direct retries).
+			testnet.Eventually(t, 30*time.Second, func() bool { return relayStatus(t, honest).Relay.Delivered >= n },
+				"B acked the honest relay's items")
 			// Further drains (replays of acked items) show nothing new.
 			if err := b.Client.Do(t.Context(), "POST", "/api/v1/inbox/drain", nil, nil); err != nil {
 				t.Fatal(err)

@@ -213,24 +213,7 @@ func TestFriendRequestWaitsForUser(t *testing.T) {
 	nodes := testnet.Start(t, 3, testnet.Options{Configure: fastRetries})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	testnet.ConnectAll(t, nodes)
-	// A link signed by A's account for a secret A's node does not know (for example an invite made before a
-	// reinstall): built with A's identity on a scratch graph.
-	link := func() string {
-		st, err := store.Open("", store.Options{InMemory: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		g, err := graph.New(st.Namespace("graph"), st.Namespace("invites"), a.Identity, "Minji")
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := g.CreateInvite(graph.InviteOptions{TTL: time.Hour, Uses: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rec.Link
-	}
+	link := func() string { return unknownSecretLink(t, a) }
 	sub := a.Events.Subscribe(a.Events.Last(), []string{contact.EventRequest})
 	defer sub.Close()
 	var fb contact.FriendView
@@ -278,5 +261,73 @@ func TestFriendRequestWaitsForUser(t *testing.T) {
 	}
 	if _, err := node.DMService(c.Node).Send(t.Context(), a.Identity.AccountID(), "", "hi"); err == nil {
 		t.Fatal("C could queue a message to someone who is not its friend")
+	}
+}
+
+// unknownSecretLink is a link signed by a's account for a secret a's node does not know (as an invite made
+// before a reinstall would be): built with a's identity on a scratch graph.
+func unknownSecretLink(t *testing.T, a *testnet.Node) string {
+	t.Helper()
+	st, err := store.Open("", store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g, err := graph.New(st.Namespace("graph"), st.Namespace("invites"), a.Identity, "Minji")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := g.CreateInvite(graph.InviteOptions{TTL: time.Hour, Uses: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Link
+}
+
+// TestAcceptReachesOfflineFriendThroughMailbox: A accepts B's request while B is offline; the accept goes
+// to B's inbox relay and B, back online, drains it and becomes A's friend; then they message.
+func TestAcceptReachesOfflineFriendThroughMailbox(t *testing.T) {
+	r := testnet.Start(t, 1, testnet.Options{Configure: func(_ int, c *config.Config) {
+		c.Role = config.RoleRelay
+	}})[0]
+	nodes := testnet.Start(t, 2, testnet.Options{Configure: func(i int, c *config.Config) {
+		fastRetries(i, c)
+		c.Relays = []string{r.Addr()}
+	}})
+	a, b := nodes[0], nodes[1]
+	testnet.Connect(t, a, b)
+	var fb contact.FriendView
+	if err := b.Client.Do(t.Context(), "POST", "/api/v1/invites:accept", map[string]string{"link": unknownSecretLink(t, a)}, &fb); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() bool {
+		f := friendsOf(t, a.Client)
+		return len(f) == 1 && f[0].State == "request-in" && f[0].Mailbox
+	}, "B's request with its mailbox card reaches A")
+	b.Stop()
+	var fa contact.FriendView
+	if err := a.Client.Do(t.Context(), "POST", "/api/v1/friends/"+string(b.Identity.AccountID())+"/accept", nil, &fa); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.DMService(a.Node).Send(t.Context(), b.Identity.AccountID(), "welcome", "welcome aboard"); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 60*time.Second, func() bool {
+		m, err := node.DMService(a.Node).Message(b.Identity.AccountID(), "", "welcome")
+		return err == nil && m.State == dm.StateSent
+	}, "the message waits in B's mailbox (sent)")
+	testnet.Eventually(t, 30*time.Second, func() bool { return relayStatus(t, r).Relay.Items >= 2 },
+		"the relay holds the accept and the message")
+	b.Restart()
+	testnet.Eventually(t, 60*time.Second, func() bool {
+		f := friendsOf(t, b.Client)
+		return len(f) == 1 && f[0].State == "friend"
+	}, "B learns from its mailbox that A accepted")
+	testnet.Eventually(t, 60*time.Second, func() bool {
+		m, err := node.DMService(a.Node).Message(b.Identity.AccountID(), "", "welcome")
+		return err == nil && m.State == dm.StateDelivered
+	}, "the message ends delivered")
+	if m, err := node.DMService(b.Node).Message(a.Identity.AccountID(), a.Identity.AccountID(), "welcome"); err != nil || m.Text != "welcome aboard" {
+		t.Fatalf("B's copy: %+v %v", m, err)
 	}
 }

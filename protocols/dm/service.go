@@ -80,6 +80,9 @@ func rank(state string) int {
 // maxSessions is how many ratchet sessions are kept per friend (the active one and stragglers).
 const maxSessions = 5
 
+// errNotYet keeps a mailbox item for later.
+var errNotYet = errors.New("dm: message from a contact whose accept has not arrived yet")
+
 // Errors.
 var (
 	ErrNotFriend = errors.New("not a friend")
@@ -593,7 +596,12 @@ type received struct {
 func (s *Service) receive(ctx context.Context, sender ed25519.PublicKey, items []sealedItem, viaMailbox bool) (received, error) {
 	var out received
 	acct := identity.AccountIDFromKey(sender)
-	if _, err := s.friend(acct); err != nil {
+	if c, err := s.friend(acct); err != nil {
+		if viaMailbox && (c.State == graph.StateRequestOut || c.State == graph.StateInvited) {
+			// Someone I asked to be friends writes before their accept reached me (the relay may hand
+			// items over in any order): keep the item on the relay for the next drain.
+			return out, errNotYet
+		}
 		for _, it := range items {
 			out.failures = append(out.failures, &pb.Failure{Id: it.GetId(), Reason: "refused", Digest: it.digest})
 		}

@@ -304,7 +304,7 @@ func meanRT(dhts []*dht.IpfsDHT) float64 {
 }
 
 func runDHTRaw(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lookupStats, error) {
-	r, err := startRaw(ctx, c, c.Nodes, topo, "", false, true)
+	r, err := startRaw(ctx, c, c.Nodes, topo, false, true, netOpts{})
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +360,7 @@ func isDHTProto(p protocol.ID) bool {
 }
 
 func runDHTOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lookupStats, error) {
-	o, err := startOurs(ctx, c, c.Nodes, topo, "", nil)
+	o, err := startOurs(ctx, c, c.Nodes, topo, netOpts{})
 	if err != nil {
 		return nil, err
 	}

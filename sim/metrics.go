@@ -12,62 +12,100 @@ import (
 	"time"
 )
 
-// Collector records, for messages identified by a string key, when they were sent and when each receiver
-// got them, and turns that into latency percentiles, a delivery ratio and a delivery timeline.
+// Collector records, for messages identified by a string key, when and by whom they were sent and when
+// each receiver got them, and turns that into latency percentiles, delivery ratios and a delivery timeline.
+// A copy may be reported before its send is (the sender learns the key only when its send call returns);
+// it is kept until the send is recorded.
 type Collector struct {
 	mu      sync.Mutex
 	start   time.Time
-	sent    map[string]time.Time
+	sent    map[string]sentMsg
 	got     map[string]map[int]bool
-	lat     []float64 // ms, one per first delivery at a receiver
+	early   map[string][]arrival
+	lat     []float64 // ms, one per live first delivery at a receiver
 	last    map[string]float64
-	at      []float64 // seconds since start, one per first delivery
-	late    int       // deliveries recorded after Freeze (history repair)
+	at      []float64 // seconds since start, one per live first delivery
+	late    int       // first deliveries through history repair, or after Freeze
 	frozen  bool
 	unknown int
 }
 
-// NewCollector starts a collector; times in the timeline are relative to start.
-func NewCollector(start time.Time) *Collector {
-	return &Collector{start: start, sent: map[string]time.Time{}, got: map[string]map[int]bool{}, last: map[string]float64{}}
+type sentMsg struct {
+	at   time.Time
+	from int
 }
 
-// Sent records a message sent at t.
-func (c *Collector) Sent(key string, t time.Time) {
+type arrival struct {
+	receiver int
+	at       time.Time
+	live     bool
+}
+
+// NewCollector starts a collector; times in the timeline are relative to start.
+func NewCollector(start time.Time) *Collector {
+	return &Collector{start: start, sent: map[string]sentMsg{}, got: map[string]map[int]bool{},
+		early: map[string][]arrival{}, last: map[string]float64{}}
+}
+
+// Sent records that node from sent key at t.
+func (c *Collector) Sent(key string, from int, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sent[key] = t
+	c.sent[key] = sentMsg{at: t, from: from}
 	if c.got[key] == nil {
 		c.got[key] = map[int]bool{}
 	}
+	for _, a := range c.early[key] {
+		c.gotLocked(key, a)
+	}
+	delete(c.early, key)
 }
 
-// Got records that receiver got key at t. It reports whether this was the receiver's first copy of a known
-// message. Deliveries after Freeze count towards the repaired delivery but not towards latency.
-func (c *Collector) Got(key string, receiver int, t time.Time) bool {
+// Got records that receiver got key at t, live (through the topic) or not (history repair). The sender's
+// own copy and repeated copies are ignored. Live copies after Freeze count as repaired.
+func (c *Collector) Got(key string, receiver int, t time.Time, live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s, ok := c.sent[key]
-	if !ok {
-		c.unknown++
-		return false
+	if _, ok := c.sent[key]; !ok {
+		if len(c.early) > 1<<20 {
+			c.unknown++
+			return
+		}
+		c.early[key] = append(c.early[key], arrival{receiver: receiver, at: t, live: live})
+		return
 	}
+	c.gotLocked(key, arrival{receiver: receiver, at: t, live: live})
+}
+
+func (c *Collector) gotLocked(key string, a arrival) {
+	s := c.sent[key]
 	g := c.got[key]
-	if g[receiver] {
-		return false
+	if a.receiver == s.from || g[a.receiver] {
+		return
 	}
-	g[receiver] = true
-	if c.frozen {
+	g[a.receiver] = true
+	if c.frozen || !a.live {
 		c.late++
-		return true
+		return
 	}
-	ms := float64(t.Sub(s)) / float64(time.Millisecond)
+	ms := float64(a.at.Sub(s.at)) / float64(time.Millisecond)
 	c.lat = append(c.lat, ms)
 	if ms > c.last[key] {
 		c.last[key] = ms
 	}
-	c.at = append(c.at, t.Sub(c.start).Seconds())
-	return true
+	c.at = append(c.at, a.at.Sub(c.start).Seconds())
+}
+
+// Unknown is the number of copies of messages never recorded as sent (the sim's own bookkeeping failed
+// if this is not 0 once every send returned).
+func (c *Collector) Unknown() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.unknown
+	for _, as := range c.early {
+		n += len(as)
+	}
+	return n
 }
 
 // Count is the number of first deliveries so far (live and late).
@@ -75,13 +113,6 @@ func (c *Collector) Count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.lat) + c.late
-}
-
-// Has reports whether receiver has key.
-func (c *Collector) Has(key string, receiver int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.got[key][receiver]
 }
 
 // Freeze ends the live phase: later deliveries are repairs.
@@ -98,7 +129,7 @@ func (c *Collector) Live() int {
 	return len(c.lat)
 }
 
-// Late is the number of deliveries after Freeze.
+// Late is the number of deliveries through history repair or after Freeze.
 func (c *Collector) Late() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -210,6 +210,30 @@ func (n *Network) Online(ctx context.Context, i int, t Topology) error {
 	return n.dial(ctx, edges)
 }
 
+// Trim closes every connection that is not an edge of t (the DHT's routing-table refresh connects each
+// node to most others on a small network; a real room's members are a sparse subset of the DHT). It
+// returns how many connections it closed.
+func (n *Network) Trim(t Topology) int {
+	adj := make([]map[peer.ID]bool, len(n.Hosts))
+	for i := range adj {
+		adj[i] = map[peer.ID]bool{}
+	}
+	for _, e := range t.Edges {
+		adj[e[0]][n.ids[e[1]]] = true
+		adj[e[1]][n.ids[e[0]]] = true
+	}
+	closed := 0
+	for i, h := range n.Hosts {
+		for _, c := range h.Network().Conns() {
+			if !adj[i][c.RemotePeer()] {
+				_ = c.Close()
+				closed++
+			}
+		}
+	}
+	return closed
+}
+
 // IsOffline reports whether peer i is currently off the network.
 func (n *Network) IsOffline(i int) bool {
 	n.mu.Lock()

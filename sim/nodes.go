@@ -10,6 +10,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/madang-p2p/madang/config"
@@ -48,14 +49,38 @@ type ours struct {
 	cancel  context.CancelFunc
 	done    []chan error
 	heap0   uint64 // live heap before the nodes were built (network and links included)
+	gor0    int    // goroutines then
 }
 
-// startOurs builds n full Madang nodes (every registered feature) on a fresh mocknet, runs them and dials
-// the topology. configure may adjust node i's config; tracer prefix selects the counted topics.
-func startOurs(ctx context.Context, c Config, n int, topo Topology, prefix string, configure func(i int, cfg *config.Config)) (_ *ours, err error) {
+// extraFn sets up host i (i >= the number of full nodes: spammers) before the topology is dialled.
+type extraFn func(ctx context.Context, i int, h host.Host) error
+
+// netOpts shape the nodes of a run.
+type netOpts struct {
+	// prefix selects the topics whose messages the tracers count.
+	prefix string
+	// configure adjusts node i's config (Madang nodes).
+	configure func(i int, cfg *config.Config)
+	// extra sets up the hosts beyond the n full nodes (hostile peers).
+	extra extraFn
+	// tracer adjusts node i's tracer before the node starts (hooks).
+	tracer func(i int, t *Tracer)
+}
+
+func (o netOpts) newTracer(i int) *Tracer {
+	t := &Tracer{Prefix: o.prefix}
+	if o.tracer != nil {
+		o.tracer(i, t)
+	}
+	return t
+}
+
+// startOurs builds n full Madang nodes (every registered feature) on a fresh mocknet with topo.N hosts,
+// runs them, sets up the hosts beyond n, and dials the topology.
+func startOurs(ctx context.Context, c Config, n int, topo Topology, no netOpts) (_ *ours, err error) {
 	o := &ours{topo: topo}
-	keys := make([]crypto.PrivKey, n)
-	for i := range n {
+	keys := make([]crypto.PrivKey, max(n, topo.N))
+	for i := range keys {
 		id, err := identity.New(fmt.Sprintf("sim%d", i))
 		if err != nil {
 			return nil, err
@@ -71,15 +96,15 @@ func startOurs(ctx context.Context, c Config, n int, topo Topology, prefix strin
 			o.close()
 		}
 	}()
-	o.heap0 = heapInUse()
+	o.heap0, o.gor0 = heapInUse(), goroutines()
 	rctx, cancel := context.WithCancel(ctx)
 	o.cancel = cancel
 	for i := range n {
 		cfg := SimConfig()
-		if configure != nil {
-			configure(i, &cfg)
+		if no.configure != nil {
+			no.configure(i, &cfg)
 		}
-		tr := &Tracer{Prefix: prefix}
+		tr := no.newTracer(i)
 		nd, err := node.New(rctx, "", cfg,
 			node.WithHost(o.net.Hosts[i]), node.WithIdentity(o.ids[i]), node.WithoutAPI(),
 			node.WithGossipTracer(tr), node.WithLogger(c.Log.With("node", i)))
@@ -91,6 +116,11 @@ func startOurs(ctx context.Context, c Config, n int, topo Topology, prefix strin
 		o.nodes = append(o.nodes, nd)
 		o.tracers = append(o.tracers, tr)
 		o.done = append(o.done, done)
+	}
+	for i := n; i < len(keys); i++ {
+		if err := no.extra(rctx, i, o.net.Hosts[i]); err != nil {
+			return nil, err
+		}
 	}
 	if err := o.net.Connect(ctx, topo); err != nil {
 		return nil, err
@@ -155,15 +185,17 @@ type raw struct {
 	tracers []*Tracer
 	cancel  context.CancelFunc
 	heap0   uint64
+	gor0    int
 }
 
-// startRaw builds n bare hosts on a fresh mocknet with the same topology; withPubsub starts gossipsub with
-// the library defaults (StrictSign with ed25519, 32-RPC queues) plus flood publishing, as the reference
-// baseline did; withDHT starts a plain kad-dht in server mode.
-func startRaw(ctx context.Context, c Config, n int, topo Topology, prefix string, withPubsub, withDHT bool) (_ *raw, err error) {
+// startRaw builds bare hosts with ed25519 keys on a fresh mocknet with the same topology; on the first n,
+// withPubsub starts gossipsub with the library defaults (StrictSign with ed25519, 32-RPC queues) plus flood
+// publishing, as the reference baseline did, and withDHT a plain kad-dht in server mode; extra sets up
+// the hosts beyond n.
+func startRaw(ctx context.Context, c Config, n int, topo Topology, withPubsub, withDHT bool, no netOpts) (_ *raw, err error) {
 	r := &raw{topo: topo}
-	keys := make([]crypto.PrivKey, n)
-	for i := range n {
+	keys := make([]crypto.PrivKey, max(n, topo.N))
+	for i := range keys {
 		if keys[i], _, err = crypto.GenerateEd25519Key(nil); err != nil {
 			return nil, fmt.Errorf("raw key: %w", err)
 		}
@@ -176,7 +208,7 @@ func startRaw(ctx context.Context, c Config, n int, topo Topology, prefix string
 			r.close()
 		}
 	}()
-	r.heap0 = heapInUse()
+	r.heap0, r.gor0 = heapInUse(), goroutines()
 	rctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	for i := range n {
@@ -189,13 +221,18 @@ func startRaw(ctx context.Context, c Config, n int, topo Topology, prefix string
 			r.dhts = append(r.dhts, d)
 		}
 		if withPubsub {
-			tr := &Tracer{Prefix: prefix}
+			tr := no.newTracer(i)
 			ps, err := pubsub.NewGossipSub(rctx, h, pubsub.WithRawTracer(tr), pubsub.WithFloodPublish(true))
 			if err != nil {
 				return nil, fmt.Errorf("raw pubsub %d: %w", i, err)
 			}
 			r.ps = append(r.ps, ps)
 			r.tracers = append(r.tracers, tr)
+		}
+	}
+	for i := n; i < len(keys); i++ {
+		if err := no.extra(rctx, i, r.net.Hosts[i]); err != nil {
+			return nil, err
 		}
 	}
 	if err := r.net.Connect(ctx, topo); err != nil {

@@ -20,11 +20,16 @@ type Tracer struct {
 	// OnValidate, if set, is called for every message of the selected topics that enters validation (the
 	// sim uses it to prove the validator ran).
 	OnValidate func(m *pubsub.Message)
+	// OnDeliver, if set, is called for every message of the selected topics that pubsub delivers
+	// (validated, first copy).
+	OnDeliver func(m *pubsub.Message)
 
 	RecvBytes, SentBytes, RecvRPCs atomic.Int64
 	Validated, Delivered, Dups     atomic.Int64
 	Rejected, Ignored, Throttled   atomic.Int64
 	DroppedRPCs, Undeliverable     atomic.Int64
+	// ValidatorRejected counts messages a topic validator rejected (not pubsub's own checks).
+	ValidatorRejected atomic.Int64
 }
 
 var _ pubsub.RawTracer = (*Tracer)(nil)
@@ -32,7 +37,7 @@ var _ pubsub.RawTracer = (*Tracer)(nil)
 // Reset zeroes every counter.
 func (t *Tracer) Reset() {
 	for _, c := range []*atomic.Int64{&t.RecvBytes, &t.SentBytes, &t.RecvRPCs, &t.Validated, &t.Delivered,
-		&t.Dups, &t.Rejected, &t.Ignored, &t.Throttled, &t.DroppedRPCs, &t.Undeliverable} {
+		&t.Dups, &t.Rejected, &t.Ignored, &t.Throttled, &t.DroppedRPCs, &t.Undeliverable, &t.ValidatorRejected} {
 		c.Store(0)
 	}
 }
@@ -57,6 +62,9 @@ func (t *Tracer) ValidateMessage(m *pubsub.Message) {
 func (t *Tracer) DeliverMessage(m *pubsub.Message) {
 	if t.match(m) {
 		t.Delivered.Add(1)
+		if t.OnDeliver != nil {
+			t.OnDeliver(m)
+		}
 	}
 }
 
@@ -64,9 +72,13 @@ func (t *Tracer) RejectMessage(m *pubsub.Message, reason string) {
 	if !t.match(m) {
 		return
 	}
-	if reason == pubsub.RejectValidationIgnored {
+	switch reason {
+	case pubsub.RejectValidationIgnored:
 		t.Ignored.Add(1)
-	} else {
+	case pubsub.RejectValidationFailed:
+		t.ValidatorRejected.Add(1)
+		t.Rejected.Add(1)
+	default:
 		t.Rejected.Add(1)
 	}
 }
@@ -106,6 +118,7 @@ type Totals struct {
 	Validated, Delivered, Dups     int64
 	Rejected, Ignored, Throttled   int64
 	DroppedRPCs, Undeliverable     int64
+	ValidatorRejected              int64
 }
 
 // Sum adds up tracers.
@@ -123,6 +136,7 @@ func Sum(ts []*Tracer) Totals {
 		s.Throttled += t.Throttled.Load()
 		s.DroppedRPCs += t.DroppedRPCs.Load()
 		s.Undeliverable += t.Undeliverable.Load()
+		s.ValidatorRejected += t.ValidatorRejected.Load()
 	}
 	return s
 }

@@ -50,6 +50,7 @@ type Info struct {
 	Fork       *Fork      `json:"fork,omitempty"`
 	FollowedAt *time.Time `json:"followed_at,omitempty"`
 	NoticeDue  bool       `json:"notice_pending,omitempty"`
+	Syncing    bool       `json:"syncing"`
 }
 
 func (s *Service) info(ch *channel) Info {
@@ -57,7 +58,7 @@ func (s *Service) info(ch *channel) Info {
 	in := Info{
 		ChannelID: string(ch.log.id), ProfileView: profileView(ch.log.Profile()), Owned: st.Owned, Following: st.Following, Pinned: st.Pinned,
 		Seq: st.Seq, KnownSeq: max(st.Target, st.Seq), Forked: st.Fork != nil, Paused: st.Fork != nil && st.Following,
-		Fork: st.Fork, NoticeDue: s.NoticePending(ch.log.id),
+		Fork: st.Fork, NoticeDue: s.NoticePending(ch.log.id), Syncing: s.syncBusy(ch),
 	}
 	if st.Seq > 0 {
 		t := st.HeadTime.UTC()

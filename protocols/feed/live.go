@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -34,11 +35,18 @@ func (s *Service) joinTopic(ch *channel) error {
 		_ = s.o.Gossip.Leave(name)
 		return err
 	}
+	evts, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		_ = s.o.Gossip.Leave(name)
+		return fmt.Errorf("channel %s: %w", ch.log.id, err)
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	done := make(chan struct{})
-	ch.topic, ch.stopSub, ch.subDone = t, cancel, done
+	loops := &sync.WaitGroup{}
+	ch.topic, ch.stopSub, ch.subLoops = t, cancel, loops
+	loops.Add(2)
 	s.wg.Go(func() {
-		defer close(done)
+		defer loops.Done()
 		defer sub.Cancel()
 		for {
 			msg, err := sub.Next(ctx)
@@ -48,7 +56,40 @@ func (s *Service) joinTopic(ch *channel) error {
 			s.handleLive(ch, msg)
 		}
 	})
+	s.wg.Go(func() {
+		defer loops.Done()
+		defer evts.Cancel()
+		for {
+			ev, err := evts.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if ev.Type == pubsub.PeerJoin {
+				s.peerJoined(ch, ev.Peer)
+			}
+		}
+	})
 	return nil
+}
+
+// peerJoined reacts to a peer subscribing to the channel's topic: it keeps the feed, so a node that is
+// behind (or has not caught up since it started) syncs from it, and a queued follow notice is retried.
+func (s *Service) peerJoined(ch *channel, p peer.ID) {
+	st := ch.log.State()
+	if ch.priv != nil || st.Fork != nil {
+		return
+	}
+	if (st.Following || st.Pinned) && ch.syncing.Load() == 0 && (st.Seq < st.Target || !ch.caughtUp.Load()) {
+		s.requestSync(ch.log.id, p)
+	}
+	if s.NoticePending(ch.log.id) && ch.noticeBusy.CompareAndSwap(false, true) {
+		s.wg.Go(func() {
+			defer ch.noticeBusy.Store(false)
+			if raw, err := s.db.ns.Get(queueKey(ch.log.id)); err == nil {
+				s.deliverOne(s.ctx, ch.log.id, raw)
+			}
+		})
+	}
 }
 
 func (s *Service) leaveTopic(ch *channel) {
@@ -58,11 +99,11 @@ func (s *Service) leaveTopic(ch *channel) {
 		return
 	}
 	ch.stopSub()
-	<-ch.subDone
+	ch.subLoops.Wait() // subscription and event handler cancelled: the topic can close
 	if err := s.o.Gossip.Leave(Topic(ch.log.id)); err != nil {
 		s.log.Debug("Channel topic leave failed", "channel", ch.log.id, "err", err)
 	}
-	ch.topic, ch.stopSub, ch.subDone = nil, nil, nil
+	ch.topic, ch.stopSub, ch.subLoops = nil, nil, nil
 }
 
 // validator admits only entries signed by the channel key: Reject for anything invalid or signed by
@@ -114,10 +155,19 @@ func (s *Service) handleLive(ch *channel, m *pubsub.Message) {
 		s.refreshHeadSoon(ch)
 	}
 	if res.Held > 0 {
-		// Something before this entry is missing: fetch it, first from the peer that forwarded it.
-		s.requestSync(ch.log.id, m.ReceivedFrom)
+		// Something before this entry is missing. Live messages may simply arrive out of order: give the
+		// missing ones a moment, then fetch them, first from the peer that forwarded this one.
+		from, want := m.ReceivedFrom, e.Seq
+		time.AfterFunc(gapGrace, func() {
+			if st := ch.log.State(); st.Seq < want && st.Fork == nil && s.ctx.Err() == nil {
+				s.requestSync(ch.log.id, from)
+			}
+		})
 	}
 }
+
+// gapGrace is how long a live entry waits for the entries before it before they are fetched by sync.
+const gapGrace = time.Second
 
 // headRefreshDelay gives the merchant's head record time to reach the DHT before a pinning relay fetches it.
 const headRefreshDelay = 3 * time.Second

@@ -156,6 +156,13 @@ func TestMerchantRelayUsersOnRealNodes(t *testing.T) {
 	testnet.Eventually(t, 10*time.Second, func() bool {
 		return len(m.Gossip.PubSub().ListPeers(feed.Topic(feed.ChannelID(id)))) >= 2
 	}, "M sees R and U1 on the live topic")
+	testnet.Eventually(t, 20*time.Second, func() bool {
+		var c struct {
+			Syncing bool `json:"syncing"`
+		}
+		_ = a.Client.Do(t.Context(), "GET", "/api/v1/channels/"+id, nil, &c)
+		return !c.Syncing
+	}, "U1 idle (no catch-up that could fetch the next posts first)")
 	postTo("deal 4")
 	postTo("deal 5")
 	live := 0
@@ -172,9 +179,14 @@ func TestMerchantRelayUsersOnRealNodes(t *testing.T) {
 				live++
 			}
 		case <-deadline:
-			t.Fatalf("U1 got %d live posts, want 2", live)
+			t.Fatalf("U1 got %d posts live, want 2", live)
 		}
 	}
+	testnet.Eventually(t, 15*time.Second, func() bool {
+		var c channelJSON
+		_ = a.Client.Do(t.Context(), "GET", "/api/v1/channels/"+id, nil, &c)
+		return c.Seq == 5
+	}, "U1 has both new posts")
 	var entries struct {
 		Entries []entryJSON `json:"entries"`
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -35,6 +36,7 @@ const (
 	maxSyncPeers    = 8
 	flushBytes      = 8 << 20 // verify and store a page in chunks of at most this many bytes
 	liveEventsMax   = 50      // up to this many new entries at once are announced one by one
+	followRetry     = 500 * time.Millisecond
 )
 
 // Service errors.
@@ -120,13 +122,18 @@ type channel struct {
 	postMu sync.Mutex // serialises posts and profile updates
 	syncMu sync.Mutex // one sync at a time
 
-	topicMu sync.Mutex
-	topic   *pubsub.Topic
-	stopSub context.CancelFunc
-	subDone chan struct{}
+	topicMu  sync.Mutex
+	topic    *pubsub.Topic
+	stopSub  context.CancelFunc
+	subLoops *sync.WaitGroup // the topic's subscription and event loops
 
 	dirMu   sync.Mutex
 	dirKeys []string // directory keys the card is announced under
+
+	caughtUp    atomic.Bool   // a sync reached the newest known entry since start
+	syncing     atomic.Int32  // syncs running or waiting to run
+	noticeBusy  atomic.Bool   // a follow notice delivery is running
+	syncBackoff time.Duration // wait before retrying a failed sync (guarded by Service.mu)
 }
 
 // New loads the node's channels and starts serving feed sync and follow notices. ctx bounds everything the
@@ -541,13 +548,22 @@ func (s *Service) Follow(ctx context.Context, target string, wait time.Duration)
 		s.kickPublish(id)
 	}
 	if wait > 0 {
+		// Right after connecting, the peers that keep the channel may not be known yet (topic
+		// subscriptions, routing table): try again until the wait is over.
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		err := s.syncChannel(wctx, ch, hints)
-		cancel()
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			s.log.Info("Channel first sync incomplete", "channel", id, "err", err)
+		var err error
+		for {
+			if err = s.syncChannel(wctx, ch, hints); err == nil || wctx.Err() != nil {
+				break
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(followRetry):
+			}
 		}
+		cancel()
 		if err != nil {
+			s.log.Info("Channel first sync incomplete", "channel", id, "err", err)
 			s.requestSync(id, hints...)
 		}
 	} else {

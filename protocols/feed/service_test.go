@@ -53,7 +53,9 @@ func TestFollowLiveSyncAndFollowers(t *testing.T) {
 	if fin.Seq != 3 || fin.Name != "Haenam Mart" || fin.Unread != 3 {
 		t.Fatalf("after follow: %+v", fin)
 	}
-	// F1 is on the live topic: new posts arrive without a sync.
+	// F1 is on the live topic: new posts arrive without a sync (once no catch-up is running that could
+	// fetch them first).
+	waitFor(t, 10*time.Second, func() bool { in, _ := f1.svc.Describe(id); return !in.Syncing }, "f1 idle")
 	waitFor(t, 10*time.Second, func() bool { return len(f1.svc.o.Gossip.PubSub().ListPeers(Topic(id))) > 0 }, "f1 in the topic mesh")
 	waitFor(t, 10*time.Second, func() bool { return len(m.svc.o.Gossip.PubSub().ListPeers(Topic(id))) > 0 }, "m sees f1 on the topic")
 	post(t, m, id, "deal 4")

@@ -46,12 +46,36 @@ func (s *Service) syncWorker(ctx context.Context) {
 			if ch == nil {
 				continue
 			}
-			if err := s.syncChannel(ctx, ch, hints); err != nil && ctx.Err() == nil {
-				s.log.Info("Channel sync incomplete", "channel", id, "err", err)
+			err := s.syncChannel(ctx, ch, hints)
+			if ctx.Err() != nil {
+				return
 			}
+			s.mu.Lock()
+			if err == nil {
+				ch.syncBackoff = 0
+			} else {
+				// Retry with backoff (2 s doubling up to the refresh interval): the peers that keep the
+				// channel may not be reachable or known yet.
+				ch.syncBackoff = min(max(2*ch.syncBackoff, retryMin), s.o.Refresh)
+				wait := ch.syncBackoff
+				time.AfterFunc(wait, func() { s.requestSync(id) })
+				s.log.Info("Channel sync incomplete", "channel", id, "retryIn", wait, "err", err)
+			}
+			s.mu.Unlock()
 		}
 	}
 }
+
+// syncBusy reports whether a sync of the channel is running or queued.
+func (s *Service) syncBusy(ch *channel) bool {
+	s.mu.Lock()
+	_, queued := s.queued[ch.log.id]
+	s.mu.Unlock()
+	return queued || ch.syncing.Load() > 0
+}
+
+// retryMin is the first wait before a failed sync is retried.
+const retryMin = 2 * time.Second
 
 // Sync brings a kept channel up to date now.
 func (s *Service) Sync(ctx context.Context, id ChannelID) (Info, error) {
@@ -90,6 +114,8 @@ func (p *progress) report(l *Log, state string, from peer.ID) {
 // DHT, then asks the hinted peers, the peers on the channel's topic and the channel's DHT providers in turn,
 // verifying every signature and link, until the log reaches the newest known seq.
 func (s *Service) syncChannel(ctx context.Context, ch *channel, hints []peer.ID) error {
+	ch.syncing.Add(1)
+	defer ch.syncing.Add(-1)
 	ch.syncMu.Lock()
 	defer ch.syncMu.Unlock()
 	l := ch.log
@@ -156,6 +182,7 @@ func (s *Service) syncChannel(ctx context.Context, ch *channel, hints []peer.ID)
 	st = l.State()
 	switch {
 	case finished || done():
+		ch.caughtUp.Store(true)
 		p.report(l, "done", "")
 		return nil
 	case ctx.Err() != nil:

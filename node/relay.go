@@ -129,11 +129,12 @@ func startRelay(ctx context.Context, n *Node) error {
 	var err error
 	f.client, err = mailbox.NewClient(mailbox.ClientOptions{
 		Host: n.Host, Identity: n.Identity, Store: n.Store, NS: n.Store.Namespace("inbox"), Routing: n.DHT,
-		Relays: f.inboxRelays, Local: f.svc, Log: n.Log,
+		Relays: f.inboxRelays, Local: f.svc, Log: n.Log, Lifetime: ctx,
 	})
 	if err != nil {
 		return err
 	}
+	n.OnClose(func() error { f.client.Close(); return nil })
 	for _, a := range n.Config.Relays {
 		ai, err := peer.AddrInfoFromString(a)
 		if err != nil || ai.ID == n.Host.ID() {

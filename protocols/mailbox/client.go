@@ -62,8 +62,11 @@ type ClientOptions struct {
 	// Local is this node's own mailbox service when it is a relay: its own mailbox is drained and deposited
 	// to without the network.
 	Local *Service
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Lifetime bounds background inbox record refreshes (Close also ends them); nil: records are looked up
+	// only when a card names no relays.
+	Lifetime context.Context
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // Client is a node's side of the mailbox protocol: it issues cards, deposits into friends' mailboxes and
@@ -80,6 +83,10 @@ type Client struct {
 	lastDrain  DrainResult
 
 	drainMu sync.Mutex
+
+	bg       context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 }
 
 type cachedRecord struct {
@@ -106,7 +113,19 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{o: o, keys: k, log: o.Log.With("component", "mailbox"), records: map[string]cachedRecord{}, refreshing: map[string]bool{}}, nil
+	c := &Client{o: o, keys: k, log: o.Log.With("component", "mailbox"), records: map[string]cachedRecord{}, refreshing: map[string]bool{}}
+	if o.Lifetime != nil {
+		c.bg, c.bgCancel = context.WithCancel(o.Lifetime)
+	}
+	return c, nil
+}
+
+// Close ends background record refreshes and waits for them.
+func (c *Client) Close() {
+	if c.bgCancel != nil {
+		c.bgCancel()
+	}
+	c.bgWG.Wait()
 }
 
 // Keys are the client's mailbox keys.
@@ -294,12 +313,14 @@ func (c *Client) inboxRecord(ctx context.Context, account ed25519.PublicKey, wai
 	c.mu.Lock()
 	cr, hit := c.records[key]
 	fresh := hit && ((cr.ok && now.Sub(cr.fetched) < recordCacheTTL) || (!cr.ok && now.Sub(cr.fetched) < recordMissTTL))
+	background := !wait && c.bg != nil && c.bg.Err() == nil
 	refreshing := c.refreshing[key]
-	if !fresh && !wait && !refreshing {
+	if !fresh && background && !refreshing {
 		c.refreshing[key] = true
+		c.bgWG.Add(1)
 	}
 	c.mu.Unlock()
-	if fresh || (!wait && refreshing) {
+	if fresh || (!wait && (refreshing || !background)) {
 		return cr.rec, cr.ok
 	}
 	lookup := func(ctx context.Context) cachedRecord {
@@ -317,7 +338,10 @@ func (c *Client) inboxRecord(ctx context.Context, account ed25519.PublicKey, wai
 		next := lookup(ctx)
 		return next.rec, next.ok
 	}
-	go lookup(context.WithoutCancel(ctx))
+	go func() {
+		defer c.bgWG.Done()
+		lookup(c.bg)
+	}()
 	return cr.rec, cr.ok
 }
 

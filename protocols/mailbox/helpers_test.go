@@ -121,10 +121,11 @@ func (tn *testNet) user(name string, relays ...*testRelay) *testUser {
 		addrs = append(addrs, r.addr)
 	}
 	u.c, err = NewClient(ClientOptions{Host: u.h, Identity: id, Store: u.st, NS: u.st.Namespace("inbox"),
-		Relays: func() []string { return addrs }, Now: tn.clock.Now})
+		Relays: func() []string { return addrs }, Now: tn.clock.Now, Lifetime: tn.t.Context()})
 	if err != nil {
 		tn.t.Fatal(err)
 	}
+	tn.t.Cleanup(u.c.Close)
 	return u
 }
 

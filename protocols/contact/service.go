@@ -103,6 +103,7 @@ type Service struct {
 	dialer *Dialer
 	kickCh chan struct{}
 
+	notifee   *network.NotifyBundle
 	mu        sync.Mutex
 	retries   map[identity.AccountID]retry
 	peers     map[peer.ID]identity.AccountID
@@ -139,7 +140,7 @@ func (s *Service) Graph() *graph.Graph { return s.o.Graph }
 // Start registers the stream handler and the connection watcher.
 func (s *Service) Start() {
 	s.o.Host.SetStreamHandler(ProtocolID, s.handle)
-	s.o.Host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+	s.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		s.mu.Lock()
 		a, ok := s.peers[c.RemotePeer()]
 		s.mu.Unlock()
@@ -149,13 +150,17 @@ func (s *Service) Start() {
 				s.o.OnReachable(a)
 			}
 		}
-	}})
+	}}
+	s.o.Host.Network().Notify(s.notifee)
 	s.refreshPeers()
 }
 
-// Close removes the stream handler.
+// Close removes the stream handler and the connection watcher.
 func (s *Service) Close() error {
 	s.o.Host.RemoveStreamHandler(ProtocolID)
+	if s.notifee != nil {
+		s.o.Host.Network().StopNotify(s.notifee)
+	}
 	return nil
 }
 

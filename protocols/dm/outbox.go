@@ -97,6 +97,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.Kick(a)
 	}
 	<-ctx.Done()
+	s.mu.Lock()
+	s.runCtx = nil // no worker starts after this; those running end with ctx
+	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }

@@ -50,7 +50,7 @@ func friendsWithRelays(t *testing.T, relays ...*testnet.Node) (a, b *testnet.Nod
 	testnet.Connect(t, a, b)
 	befriend(t, a, b)
 	for _, pair := range [][2]*testnet.Node{{a, b}, {b, a}} {
-		testnet.Eventually(t, 10*time.Second, func() bool {
+		testnet.Eventually(t, 30*time.Second, func() bool {
 			f := friendsOf(t, pair[0].Client)
 			return len(f) == 1 && f[0].Mailbox
 		}, "%s holds the friend's mailbox card", pair[0].Identity.AccountID())
@@ -226,7 +226,7 @@ func TestDMLiveToNodeOnlyReachableThroughRelay(t *testing.T) {
 		}
 	}})
 	a, b := nodes[0], nodes[1]
-	testnet.Eventually(t, 10*time.Second, func() bool {
+	testnet.Eventually(t, 30*time.Second, func() bool {
 		st := relayStatus(t, b)
 		return len(st.Inbox.Relays) == 1 && st.Inbox.Relays[0].ReservationExpires != nil
 	}, "B holds a reservation")
@@ -244,7 +244,7 @@ func TestDMLiveToNodeOnlyReachableThroughRelay(t *testing.T) {
 	if err := a.Client.Do(t.Context(), "POST", "/api/v1/invites:accept", map[string]string{"link": inv.Link}, &f); err != nil {
 		t.Fatal(err)
 	}
-	testnet.Eventually(t, 10*time.Second, func() bool {
+	testnet.Eventually(t, 30*time.Second, func() bool {
 		fr := friendsOf(t, b.Client)
 		return len(fr) == 1 && fr[0].State == "friend"
 	}, "B lists A as friend")
@@ -261,7 +261,7 @@ func TestDMLiveToNodeOnlyReachableThroughRelay(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("B did not receive the message live")
 	}
-	testnet.Eventually(t, 10*time.Second, func() bool {
+	testnet.Eventually(t, 30*time.Second, func() bool {
 		h := history(t, a, b)
 		return len(h) == 1 && h[0].State == dm.StateDelivered
 	}, "A's message delivered")

@@ -112,7 +112,7 @@ func TestRelayRoleOperatorSurface(t *testing.T) {
 	r := startRelay(t, func(c *config.Config) { c.Relay.MaxReservations = 7 })
 	users := startUsers(t, 2, r, nil)
 	for _, u := range users {
-		testnet.Eventually(t, 10*time.Second, func() bool {
+		testnet.Eventually(t, 30*time.Second, func() bool {
 			st := relayStatus(t, u)
 			return len(st.Inbox.Relays) == 1 && st.Inbox.Relays[0].Connected && st.Inbox.Relays[0].ReservationExpires != nil
 		}, "user holds a reservation on the relay")
@@ -120,7 +120,7 @@ func TestRelayRoleOperatorSurface(t *testing.T) {
 			t.Fatal("relay connection not protected from trimming")
 		}
 	}
-	testnet.Eventually(t, 5*time.Second, func() bool { return relayStatus(t, r).Relay.Reservations == 2 },
+	testnet.Eventually(t, 30*time.Second, func() bool { return relayStatus(t, r).Relay.Reservations == 2 },
 		"relay counts two reservations")
 	st := relayStatus(t, r)
 	if st.Role != "relay" || st.Relay == nil || st.Relay.Limits.MaxReservations != 7 || st.Relay.Name != "Test relay" {
@@ -199,7 +199,7 @@ func TestRelayRestartBetweenDepositAndFetch(t *testing.T) {
 	events := b.Events.Subscribe(0, []string{"operation.progress"})
 	defer events.Close()
 	var res mailbox.DrainResult
-	testnet.Eventually(t, 10*time.Second, func() bool {
+	testnet.Eventually(t, 30*time.Second, func() bool {
 		return b.Client.Do(t.Context(), "POST", "/api/v1/inbox/drain", nil, &res) == nil && len(s.all()) == n
 	}, "b drained %d items", n)
 	got := s.all()
@@ -239,7 +239,7 @@ func TestReachableOnlyThroughRelay(t *testing.T) {
 			t.Fatalf("hidden node listens on %s", a)
 		}
 	}
-	testnet.Eventually(t, 10*time.Second, func() bool {
+	testnet.Eventually(t, 30*time.Second, func() bool {
 		st := relayStatus(t, hidden)
 		return len(st.Inbox.Relays) == 1 && st.Inbox.Relays[0].ReservationExpires != nil
 	}, "hidden node holds a reservation")
@@ -270,7 +270,7 @@ func TestReachableOnlyThroughRelay(t *testing.T) {
 	if !bytes.Equal(got, []byte("live through the relay")) {
 		t.Fatalf("echo %q", got)
 	}
-	testnet.Eventually(t, 5*time.Second, func() bool { return relayStatus(t, r).Relay.Circuits >= 1 }, "relay counts the circuit")
+	testnet.Eventually(t, 30*time.Second, func() bool { return relayStatus(t, r).Relay.Circuits >= 1 }, "relay counts the circuit")
 }
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

@@ -253,7 +253,7 @@ func TestReachableOnlyThroughRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := caller.Host.Connect(ctx, *ai); err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestInboxRecordInDHT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := a.DHT.PutValue(ctx, mailbox.InboxKey(b.Identity.AccountKey()), forged); err == nil {
 		t.Fatal("the DHT took a record signed by another account")

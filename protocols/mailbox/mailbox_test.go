@@ -401,7 +401,7 @@ func TestDepositFollowsInboxRecord(t *testing.T) {
 	if _, err := a.c.Deposit(t.Context(), card, "m1", []byte("m")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if r, ok := a.c.inboxRecord(t.Context(), b.id.AccountKey(), false); ok && r.Seq == 7 {
 			break

@@ -234,6 +234,25 @@ func (n *Network) Trim(t Topology) int {
 	return closed
 }
 
+// Settle trims the connections to t until none came back for quiet (the DHT's provides and refreshes
+// dial peers outside the topology for a while after nodes join), or timeout passed. It returns the
+// connections closed.
+func (n *Network) Settle(ctx context.Context, t Topology, quiet, timeout time.Duration) int {
+	total := 0
+	deadline := time.Now().Add(timeout)
+	calm := time.Now()
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if c := n.Trim(t); c > 0 {
+			total += c
+			calm = time.Now()
+		} else if time.Since(calm) >= quiet {
+			break
+		}
+		_ = waitCtx(ctx, 250*time.Millisecond)
+	}
+	return total
+}
+
 // IsOffline reports whether peer i is currently off the network.
 func (n *Network) IsOffline(i int) bool {
 	n.mu.Lock()

@@ -7,8 +7,11 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // psPlan is what the raw and Madang runs of a pubsub scenario share: topology (honest nodes first, then
@@ -72,6 +75,50 @@ type psMeasure struct {
 	publishDur, settleDur time.Duration
 	sendMS                []float64  // duration of each publish call
 	gossip                *Collector // Madang: deliveries by the gossip layer
+	protoBytes            map[protocol.ID]int64
+}
+
+// protoBytes sums, over all peers, the bytes received per protocol.
+func protoBytes(n *Network) map[protocol.ID]int64 {
+	out := map[protocol.ID]int64{}
+	for _, b := range n.Bytes {
+		for p, v := range b.Snapshot() {
+			out[p] += v
+		}
+	}
+	return out
+}
+
+func diffBytes(after, before map[protocol.ID]int64) map[protocol.ID]int64 {
+	out := map[protocol.ID]int64{}
+	for p, v := range after {
+		if d := v - before[p]; d > 0 {
+			out[p] = d
+		}
+	}
+	return out
+}
+
+// bytesNote lists the stream bytes received during the measured phase, by protocol, largest first.
+func bytesNote(which string, m map[protocol.ID]int64) string {
+	type kv struct {
+		p protocol.ID
+		v int64
+	}
+	var all []kv
+	for p, v := range m {
+		all = append(all, kv{p, v})
+	}
+	slices.SortFunc(all, func(a, b kv) int { return int(b.v - a.v) })
+	var parts []string
+	for _, e := range all {
+		name := string(e.p)
+		if name == "" {
+			name = "(unnegotiated)"
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f MB", name, float64(e.v)/1e6))
+	}
+	return which + " stream bytes received while measuring: " + strings.Join(parts, ", ")
 }
 
 // drive runs the measured phase: it publishes the plan's messages at its rate (message k from
@@ -181,13 +228,16 @@ func addPubsubFigures(res *Result, o, r *psMeasure) {
 	res.add("publish_call_p99_ms", Percentile(so, 99), Percentile(sr, 99), "")
 	res.add("dropped_rpcs", float64(o.tot.DroppedRPCs), float64(r.tot.DroppedRPCs), "outbound queue full")
 	res.add("rejected", float64(o.tot.Rejected), float64(r.tot.Rejected), "invalid messages rejected (signature checks and validators)")
-	res.add("rejected_by_validator", float64(o.tot.ValidatorRejected), float64(r.tot.ValidatorRejected), "rejected by a topic validator (ours: the room's)")
+	res.add("rejected_by_validator", float64(o.tot.ValidatorRejected), float64(r.tot.ValidatorRejected), "rejected by a topic validator (ours: the feature's own)")
 	res.add("conns_per_node", o.conns, r.conns, "")
 	res.add("topic_peers_per_node", o.topicPeers, r.topicPeers, "")
 	res.Ours = Series{Latencies: lo, Times: o.coll.Times(), Expected: o.expected}
 	res.Raw = Series{Latencies: lr, Times: r.coll.Times(), Expected: r.expected}
 	if o.sendErrs+r.sendErrs > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("publish errors: ours %d, raw %d", o.sendErrs, r.sendErrs))
+	}
+	if len(o.protoBytes) > 0 {
+		res.Notes = append(res.Notes, bytesNote("ours", o.protoBytes), bytesNote("raw", r.protoBytes))
 	}
 	if u := o.coll.Unknown() + r.coll.Unknown(); u > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d copies of unrecorded messages", u))

@@ -162,6 +162,7 @@ func runRoomsRaw(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 			}
 		}()
 	}
+	protoBefore := protoBytes(r.net)
 	mark := markUsage()
 	out := drive(ctx, c, p, r.net, coll, func(ctx context.Context, pub, k int) error {
 		coll.Sent(strconv.Itoa(k), pub, time.Now())
@@ -170,6 +171,7 @@ func runRoomsRaw(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 		spamLoop(ctx, func(k int) error { return spam[s-p.n].Publish(ctx, rawPayload(-1-k, c.Size)) })
 	}, 0)
 	finishMeasure(out, m, mark, r.tracers, r.net, topics)
+	out.protoBytes = diffBytes(protoBytes(r.net), protoBefore)
 	return out, nil
 }
 
@@ -327,22 +329,8 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 		spam = append(spam, t)
 	}
 	// Measure on the topology, as the raw run does: drop the extra connections the DHT made.
-	for round := range 2 {
-		closed := o.net.Trim(p.topo)
-		c.progress("rooms: closed %d connections outside the topology", closed)
-		if !poll(ctx, 30*time.Second, func() bool {
-			for _, n := range o.nodes {
-				if len(n.Gossip.PubSub().ListPeers(id.Topic())) == 0 {
-					return false
-				}
-			}
-			return true
-		}) {
-			return nil, fmt.Errorf("room topic peers missing after 30s (round %d)", round)
-		}
-		if err := waitCtx(ctx, c.Warmup); err != nil {
-			return nil, err
-		}
+	if err := onTopology(ctx, c, o, p.topo, id.Topic()); err != nil {
+		return nil, err
 	}
 	m, coll := prepareMeasure(c, o.tracers, o.heap0, o.gor0, p.n, "ours")
 	gcoll := NewCollector(coll.start)
@@ -366,6 +354,7 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 		}()
 	}
 	syncBefore := dhtBytes(o.net, isRoomSync)
+	protoBefore := protoBytes(o.net)
 	pad := strings.Repeat("x", max(c.Size-9, 1))
 	mark := markUsage()
 	out := drive(ctx, c, p, o.net, coll, func(ctx context.Context, pub, k int) error {
@@ -381,9 +370,34 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 		spamLoop(ctx, func(k int) error { return spam[s-p.n].Publish(ctx, forgedItem(id, k, c.Size)) })
 	}, RepairWait)
 	out.syncBytes = dhtBytes(o.net, isRoomSync) - syncBefore
+	out.protoBytes = diffBytes(protoBytes(o.net), protoBefore)
 	out.gossip = gcoll
 	finishMeasureOurs(out, m, mark, o, id.Topic())
 	return out, nil
+}
+
+// onTopology closes the connections outside the topology until the network is quiet (see
+// Network.Settle), then waits for every node to have a topic peer and for the mesh to form.
+func onTopology(ctx context.Context, c Config, o *ours, t Topology, topic string) error {
+	closed := o.net.Settle(ctx, t, 2*time.Second, 30*time.Second)
+	c.progress("%d connections outside the topology closed", closed)
+	if !poll(ctx, 30*time.Second, func() bool {
+		for _, n := range o.nodes {
+			if len(n.Gossip.PubSub().ListPeers(topic)) == 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		return fmt.Errorf("topic peers missing after 30s")
+	}
+	if err := waitCtx(ctx, c.Warmup); err != nil {
+		return err
+	}
+	if n := o.net.Trim(t); n > 0 {
+		c.progress("%d more connections outside the topology closed", n)
+	}
+	return nil
 }
 
 func finishMeasureOurs(out, m *psMeasure, mark usageMark, o *ours, topic string) {

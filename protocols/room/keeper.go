@@ -28,12 +28,14 @@ func keepTag(e string) (string, bool) {
 
 // keepLoop makes a relay keep the configured rooms: it joins each silently (no persona, no messages),
 // stores and serves its history and announces the owner's card. Tag entries keep every open room found
-// under the tag. Entries that fail are retried every KeepInterval.
+// under the tag (looked up again every KeepInterval). Entries that fail, and tags with no room yet, are
+// retried sooner, with backoff from 1 s.
 func (s *Service) keepLoop(ctx context.Context) {
 	tick := time.NewTicker(s.c.KeepInterval)
 	defer tick.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	backoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,8 +47,8 @@ func (s *Service) keepLoop(ctx context.Context) {
 		for _, e := range s.c.Keep {
 			if t, ok := keepTag(e); ok {
 				cards, err := s.d.Directory.Lookup(ctx, tagKey(t), maxKeptPerTag)
-				if err != nil {
-					pending = true
+				if err != nil || len(cards) == 0 {
+					pending = true // nothing there yet: look again soon
 					continue
 				}
 				for _, c := range cards {
@@ -67,7 +69,10 @@ func (s *Service) keepLoop(ctx context.Context) {
 			}
 		}
 		if pending {
-			retry.Reset(10 * time.Second)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, s.c.KeepInterval)
+		} else {
+			backoff = time.Second
 		}
 	}
 }

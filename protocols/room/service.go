@@ -353,6 +353,10 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		Capacity: uint32(max(o.Capacity, 0)), SlowModeSeconds: uint32(max(o.SlowMode/time.Second, 0)),
 		CreatedMs: now.UnixMilli(), UpdatedMs: now.UnixMilli(),
 	}
+	// The owner's persona in the room is listed as a host, so that members see who runs the room (the
+	// persona stays unlinkable to the account, like every persona).
+	persona := PersonaKey(s.d.Secrets, DeriveID(owner.Public().(ed25519.PublicKey), nonce))
+	body.Moderators = [][]byte{persona.Public().(ed25519.PublicKey)}
 	var secret []byte
 	if o.LinkOnly {
 		secret = make([]byte, 16)
@@ -464,9 +468,18 @@ func (s *Service) Join(ctx context.Context, ref string, o JoinOptions) (Info, er
 	return s.info(r), nil
 }
 
-// open bootstraps a room from its peers and starts it (for a member or a keeper).
+// open bootstraps a room from its peers and starts it (for a member or a keeper). A room created moments
+// ago may not be in the DHT yet, so finding peers is retried for a few seconds.
 func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) (*roomRT, error) {
 	peers := s.findPeers(ctx, l.Room, l.Peers)
+	for wait := 250 * time.Millisecond; len(peers) == 0 && wait < 8*time.Second; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		peers = s.findPeers(ctx, l.Room, l.Peers)
+	}
 	var resp *bootstrap
 	var lastErr error = ErrNoPeers
 	for _, p := range peers {
@@ -481,7 +494,10 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 		}
 	}
 	if resp == nil {
-		return nil, lastErr
+		if errors.Is(lastErr, ErrLinkRequired) || errors.Is(lastErr, ErrNoPeers) {
+			return nil, lastErr
+		}
+		return nil, fmt.Errorf("%w (last answer: %w)", ErrNoPeers, lastErr)
 	}
 	now := s.now()
 	rec := &pb.RoomRecord{
@@ -550,9 +566,12 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 	return r, nil
 }
 
-// findPeers connects to room peers: hints (from a link) and providers of the room's rendezvous key. It
-// returns the connected ones, hints first.
+// findPeers connects to room peers: connected peers already on the room's topic, hints (from a link) and
+// providers of the room's rendezvous key. It returns the connected ones, in that order.
 func (s *Service) findPeers(ctx context.Context, id ID, hints []peer.AddrInfo) []peer.ID {
+	for _, p := range s.d.Gossip.PubSub().ListPeers(id.Topic()) {
+		hints = append([]peer.AddrInfo{{ID: p}}, hints...)
+	}
 	ctx, cancel := context.WithTimeout(ctx, directory.FindTimeout)
 	defer cancel()
 	var mu sync.Mutex

@@ -36,7 +36,7 @@ func (s *Service) serveSync(ctx context.Context, remote peer.ID, req *syncpb.Req
 	st := r.state.Load()
 	if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK &&
 		!hmac.Equal(req.Proof, syncProof(r.secret, id, remote.String(), s.d.Host.ID().String())) {
-		return nil, ErrLinkRequired
+		return nil, roomsync.ErrLinkRequired
 	}
 	resp := &syncpb.Response{Genesis: st.Genesis.Raw}
 	if st.Manifest != st.Genesis {
@@ -115,6 +115,9 @@ func (s *Service) fetchBootstrap(ctx context.Context, l Link, p peer.ID) (*boots
 	req := s.syncRequest(l.Room, l.Secret, p)
 	req.Latest, req.Limit = true, uint32(s.c.HistoryOnJoin)
 	resp, err := roomsync.Fetch(ctx, s.d.Host, p, req)
+	if errors.Is(err, roomsync.ErrLinkRequired) {
+		return nil, ErrLinkRequired
+	}
 	if err != nil {
 		return nil, err
 	}

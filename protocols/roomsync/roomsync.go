@@ -33,8 +33,14 @@ const (
 	serveTimeout     = 30 * time.Second
 )
 
-// ErrRefused is returned by Fetch when the peer answered without data (room unknown, or proof missing).
-var ErrRefused = errors.New("roomsync: refused")
+// Errors of Fetch. A Handler returns ErrLinkRequired to tell the requester so; any other error resets
+// the stream (ErrRefused at the requester).
+var (
+	ErrRefused      = errors.New("roomsync: refused")
+	ErrLinkRequired = errors.New("roomsync: the room is joined by link only")
+)
+
+const codeLinkRequired = "link_required"
 
 // Handler answers one request from remote. It returns an error to refuse (the stream is reset).
 type Handler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
@@ -55,6 +61,9 @@ func Register(ctx context.Context, hst host.Host, h Handler) {
 		sctx, cancel := context.WithTimeout(ctx, serveTimeout)
 		defer cancel()
 		resp, err := h(sctx, s.Conn().RemotePeer(), &req)
+		if errors.Is(err, ErrLinkRequired) {
+			resp, err = &pb.Response{Error: codeLinkRequired}, nil
+		}
 		if err != nil || resp == nil {
 			_ = s.Reset()
 			return
@@ -90,5 +99,11 @@ func Fetch(ctx context.Context, hst host.Host, p peer.ID, req *pb.Request) (*pb.
 		}
 		return nil, fmt.Errorf("room sync %s: read: %w", p, err)
 	}
-	return &resp, nil
+	switch resp.Error {
+	case "":
+		return &resp, nil
+	case codeLinkRequired:
+		return nil, fmt.Errorf("room sync %s: %w", p, ErrLinkRequired)
+	}
+	return nil, fmt.Errorf("room sync %s: %w (%.64q)", p, ErrRefused, resp.Error)
 }

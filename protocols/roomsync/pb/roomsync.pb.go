@@ -125,7 +125,8 @@ type Response struct {
 	Messages      [][]byte               `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`     // Items
 	More          bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`            // more messages after cursor
 	Cursor        string                 `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	Card          []byte                 `protobuf:"bytes,7,opt,name=card,proto3" json:"card,omitempty"` // the latest Signed directory card the server holds
+	Card          []byte                 `protobuf:"bytes,7,opt,name=card,proto3" json:"card,omitempty"`   // the latest Signed directory card the server holds
+	Error         string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"` // set alone when refusing: "link_required" (a link-only room asked without proof)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +210,13 @@ func (x *Response) GetCard() []byte {
 	return nil
 }
 
+func (x *Response) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_roomsync_proto protoreflect.FileDescriptor
 
 const file_roomsync_proto_rawDesc = "" +
@@ -221,7 +229,7 @@ const file_roomsync_proto_rawDesc = "" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x19\n" +
 	"\bmod_from\x18\x06 \x01(\x04R\amodFrom\x12\x14\n" +
-	"\x05proof\x18\a \x01(\fR\x05proof\"\xbc\x01\n" +
+	"\x05proof\x18\a \x01(\fR\x05proof\"\xd2\x01\n" +
 	"\bResponse\x12\x18\n" +
 	"\agenesis\x18\x01 \x01(\fR\agenesis\x12\x1a\n" +
 	"\bmanifest\x18\x02 \x01(\fR\bmanifest\x12\x1e\n" +
@@ -231,7 +239,8 @@ const file_roomsync_proto_rawDesc = "" +
 	"\bmessages\x18\x04 \x03(\fR\bmessages\x12\x12\n" +
 	"\x04more\x18\x05 \x01(\bR\x04more\x12\x16\n" +
 	"\x06cursor\x18\x06 \x01(\tR\x06cursor\x12\x12\n" +
-	"\x04card\x18\a \x01(\fR\x04cardB4Z2github.com/madang-p2p/madang/protocols/roomsync/pbb\x06proto3"
+	"\x04card\x18\a \x01(\fR\x04card\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05errorB4Z2github.com/madang-p2p/madang/protocols/roomsync/pbb\x06proto3"
 
 var (
 	file_roomsync_proto_rawDescOnce sync.Once

@@ -87,11 +87,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrWrongState):
 		status, code = http.StatusConflict, "wrong_state"
 	}
-	msg := err.Error()
-	if status == http.StatusInternalServerError {
-		msg = "internal error"
-	}
-	api.WriteError(w, status, code, msg)
+	api.WriteError(w, status, code, err.Error())
 }
 
 // Resolve finds the contact named by the {friend} path value of r, answering an error itself on failure.

@@ -104,7 +104,9 @@ type Service struct {
 	kickCh chan struct{}
 
 	notifee   *network.NotifyBundle
+	reqMu     sync.Mutex // serialises inbound requests, so two copies of one cannot both spend an invite
 	mu        sync.Mutex
+	busy      map[identity.AccountID]bool // contacts with an exchange in flight (not retried meanwhile)
 	retries   map[identity.AccountID]retry
 	peers     map[peer.ID]identity.AccountID
 	lastCards time.Time
@@ -128,6 +130,7 @@ func New(ctx context.Context, o Options) *Service {
 	return &Service{
 		ctx: ctx, o: o, log: o.Log.With("component", "contact"), dialer: &Dialer{Host: o.Host, Router: o.Router},
 		kickCh: make(chan struct{}, 1), retries: map[identity.AccountID]retry{}, peers: map[peer.ID]identity.AccountID{},
+		busy: map[identity.AccountID]bool{},
 	}
 }
 
@@ -395,6 +398,8 @@ func (s *Service) applyPeer(c *graph.Contact, msg *Message) {
 }
 
 func (s *Service) onRequest(ctx context.Context, msg *Message) *pb.Reply {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
 	old, err := s.o.Graph.ContactByKey(msg.From)
 	exists := err == nil
 	if exists && old.State == graph.StateBlocked {
@@ -528,6 +533,11 @@ func (s *Service) AcceptInvite(ctx context.Context, link string) (graph.Contact,
 			return s.AcceptRequest(ctx, old.AccountID)
 		}
 	}
+	a := identity.AccountIDFromKey(inv.AccountKey)
+	if !s.claim(a) {
+		return graph.Contact{}, fmt.Errorf("%w: a request to %s is being sent", ErrWrongState, inv.DisplayName)
+	}
+	defer s.release(a)
 	myVersion := s.o.Graph.Profile().Version
 	c, _, err := s.o.Graph.Update(inv.AccountKey, true, func(c *graph.Contact) error {
 		c.State, c.InviteName = graph.StateInvited, inv.DisplayName
@@ -790,11 +800,30 @@ func (s *Service) pass(ctx context.Context) {
 		default:
 			continue
 		}
-		if !s.due(c.AccountID, now) {
+		if !s.due(c.AccountID, now) || !s.claim(c.AccountID) {
 			continue
 		}
-		s.backoff(c.AccountID, s.deliver(ctx, c, kind, myVersion))
+		err := s.deliver(ctx, c, kind, myVersion)
+		s.release(c.AccountID)
+		s.backoff(c.AccountID, err)
 	}
+}
+
+// claim marks an exchange with a in flight; false if one already is.
+func (s *Service) claim(a identity.AccountID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[a] {
+		return false
+	}
+	s.busy[a] = true
+	return true
+}
+
+func (s *Service) release(a identity.AccountID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.busy, a)
 }
 
 func (s *Service) due(a identity.AccountID, now time.Time) bool {

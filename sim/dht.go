@@ -303,12 +303,18 @@ func meanRT(dhts []*dht.IpfsDHT) float64 {
 	return float64(t) / float64(max(len(dhts), 1))
 }
 
-func runDHTRaw(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lookupStats, error) {
+// startRawProvided starts plain DHT nodes on the topology, refreshes their routing tables and has each
+// publisher of the plan provide its key (as directory.KeyCID).
+func startRawProvided(ctx context.Context, c Config, topo Topology, plan dhtPlan) (_ *raw, _ []cid.Cid, err error) {
 	r, err := startRaw(ctx, c, c.Nodes, topo, false, true, netOpts{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer r.close()
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
 	refreshDHT(ctx, r.dhts)
 	cids := make([]cid.Cid, len(plan.keys))
 	var wg sync.WaitGroup
@@ -324,9 +330,18 @@ func runDHTRaw(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*loo
 	wg.Wait()
 	for k, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("provide %s: %w", plan.keys[k], err)
+			return nil, nil, fmt.Errorf("provide %s: %w", plan.keys[k], err)
 		}
 	}
+	return r, cids, nil
+}
+
+func runDHTRaw(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lookupStats, error) {
+	r, cids, err := startRawProvided(ctx, c, topo, plan)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
 	if err := waitCtx(ctx, c.Warmup); err != nil {
 		return nil, err
 	}

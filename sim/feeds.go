@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/madang-p2p/madang/events"
 	"github.com/madang-p2p/madang/geo"
 	"github.com/madang-p2p/madang/node"
 	"github.com/madang-p2p/madang/protocols/directory"
@@ -135,29 +136,11 @@ func verifyRate(d time.Duration, size int) float64 {
 }
 
 func runFeedsRawDiscovery(ctx context.Context, c Config, topo Topology, plan dhtPlan, ghs []string) (*feedsOut, error) {
-	r, err := startRaw(ctx, c, c.Nodes, topo, false, true, netOpts{})
+	r, cids, err := startRawProvided(ctx, c, topo, plan)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	refreshDHT(ctx, r.dhts)
-	cids := make([]cid.Cid, len(plan.keys))
-	var wg sync.WaitGroup
-	errs := make([]error, len(plan.keys))
-	for k, key := range plan.keys {
-		cids[k] = directory.KeyCID(key)
-		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, directory.ProvideTimeout)
-			defer cancel()
-			errs[k] = r.dhts[plan.publishers[k]].Provide(pctx, cids[k], true)
-		})
-	}
-	wg.Wait()
-	for k, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("provide %s: %w", plan.keys[k], err)
-		}
-	}
 	announcer := func(k int) peer.ID { return r.net.ID(plan.publishers[k]) }
 	holders, _ := holdersOf(ctx, r.dhts, cids, announcer)
 	st := driveLookups(ctx, c, plan, r.net, topo, r.net.ID, holders, func(ctx context.Context, looker, k int) (bool, error) {
@@ -328,30 +311,17 @@ func runFeedsLive(ctx context.Context, c Config, o *ours, svcs []*feed.Service, 
 	m, coll := prepareMeasure(c, o.tracers, o.heap0, o.gor0, p.n, "ours")
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	for i, n := range o.nodes {
-		sub := n.Events.Subscribe(n.Events.Last(), []string{"channel.post"})
-		go func() {
-			defer sub.Close()
-			for {
-				select {
-				case <-rctx.Done():
-					return
-				case ev, ok := <-sub.C():
-					if !ok {
-						return
-					}
-					var d struct {
-						ChannelID string `json:"channel_id"`
-						Seq       uint64 `json:"seq"`
-						Live      bool   `json:"live"`
-					}
-					if json.Unmarshal(ev.Data, &d) == nil && d.ChannelID == string(ch) {
-						coll.Got(strconv.FormatUint(d.Seq, 10), i, ev.Time, d.Live)
-					}
-				}
-			}
-		}()
-	}
+	stopWatch := watchEvents(rctx, o, allNodes(o), []string{"channel.post"}, func(i int, ev events.Event) {
+		var d struct {
+			ChannelID string `json:"channel_id"`
+			Seq       uint64 `json:"seq"`
+			Live      bool   `json:"live"`
+		}
+		if json.Unmarshal(ev.Data, &d) == nil && d.ChannelID == string(ch) {
+			coll.Got(strconv.FormatUint(d.Seq, 10), i, ev.Time, d.Live)
+		}
+	})
+	defer stopWatch()
 	pad := strings.Repeat("x", max(c.Size-40, 1))
 	mark := markUsage()
 	out := drive(ctx, c, p, o.net, coll, func(ctx context.Context, pub, k int) error {

@@ -118,6 +118,11 @@ func NewNetwork(keys []crypto.PrivKey, opts mocknet.LinkOptions) (*Network, erro
 // ID is peer i's ID.
 func (n *Network) ID(i int) peer.ID { return n.ids[i] }
 
+// FullAddr is peer i's multiaddr with /p2p/.
+func (n *Network) FullAddr(i int) string {
+	return n.Hosts[i].Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + n.ids[i].String())).String()
+}
+
 // Connect dials the topology's edges (each dialer connects to its targets), a few at a time.
 func (n *Network) Connect(ctx context.Context, t Topology) error {
 	return n.dial(ctx, t.Edges)

@@ -55,12 +55,14 @@ type ours struct {
 // extraFn sets up host i (i >= the number of full nodes: spammers) before the topology is dialled.
 type extraFn func(ctx context.Context, i int, h host.Host) error
 
+func noExtra(context.Context, int, host.Host) error { return nil }
+
 // netOpts shape the nodes of a run.
 type netOpts struct {
 	// prefix selects the topics whose messages the tracers count.
 	prefix string
-	// configure adjusts node i's config (Madang nodes).
-	configure func(i int, cfg *config.Config)
+	// configure adjusts node i's config (Madang nodes); the network's hosts exist already.
+	configure func(i int, cfg *config.Config, net *Network)
 	// extra sets up the hosts beyond the n full nodes (hostile peers).
 	extra extraFn
 	// tracer adjusts node i's tracer before the node starts (hooks).
@@ -102,7 +104,7 @@ func startOurs(ctx context.Context, c Config, n int, topo Topology, no netOpts) 
 	for i := range n {
 		cfg := SimConfig()
 		if no.configure != nil {
-			no.configure(i, &cfg)
+			no.configure(i, &cfg, o.net)
 		}
 		tr := no.newTracer(i)
 		nd, err := node.New(rctx, "", cfg,

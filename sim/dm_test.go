@@ -1,0 +1,31 @@
+package sim
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestDMShort runs the dm scenario on 8 full nodes and a relay: two pairs of friends made through invites
+// exchange messages directly (every one received and acked), and messages sent while the friend is offline
+// wait in its relay mailbox and arrive when it is back.
+func TestDMShort(t *testing.T) {
+	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 40, Rates: []float64{40}, Publishers: 2, Seed: 1,
+		Settle: 20 * time.Second, Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteTable(os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"delivery", "burst_delivery"} {
+		if f := res.Figure(name); f.Ours != 1 || f.Raw != 1 {
+			t.Errorf("%s: ours %v raw %v, want 1", name, f.Ours, f.Raw)
+		}
+	}
+	for _, name := range []string{"mailbox_delivery", "acked"} {
+		if f := res.Figure(name); f.Ours != 1 {
+			t.Errorf("%s: %v, want 1", name, f.Ours)
+		}
+	}
+}

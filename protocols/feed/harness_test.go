@@ -35,6 +35,7 @@ type tnode struct {
 
 type netOpts struct {
 	relay   func(i int) bool
+	pin     []string // relay.pin_feeds of relay nodes
 	refresh time.Duration
 	batch   int
 	noDir   bool
@@ -75,6 +76,32 @@ func testNet(t testing.TB, n int, o netOpts) (mocknet.Mocknet, []*tnode) {
 	return mn, out
 }
 
+// joinNet starts one more node on a test network and connects it to every node. (Its in-memory store is
+// left to the garbage collector: closing it before the mocknet could crash late stream handlers.)
+func joinNet(t testing.TB, mn mocknet.Mocknet, o netOpts, relay bool) *tnode {
+	t.Helper()
+	id, err := identity.New("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := mn.AddPeer(id.HostKey(), mustAddr(fmt.Sprintf("/ip4/10.0.3.%d/tcp/4040", len(mn.Hosts()))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open("", store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := startNodeOn(t, h, id, o, relay, st)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	return nd
+}
+
 func startNode(t testing.TB, h host.Host, id *identity.Identity, o netOpts, i int) *tnode {
 	t.Helper()
 	st, err := store.Open("", store.Options{InMemory: true})
@@ -107,10 +134,14 @@ func startNodeOn(t testing.TB, h host.Host, id *identity.Identity, o netOpts, re
 		nd.dir = directory.New(h, kad, st.Namespace("directory"), nil, directory.Options{RetryMin: 50 * time.Millisecond})
 		dir = nd.dir
 	}
-	nd.svc, err = New(ctx, Options{
+	opts := Options{
 		Host: h, Routing: kad, Gossip: gs, Store: st, NS: st.Namespace("channels"), Events: nd.bus, Secrets: id,
 		Directory: dir, Relay: relay, SyncBatch: o.batch, Refresh: o.refresh,
-	})
+	}
+	if relay {
+		opts.PinFeeds = o.pin
+	}
+	nd.svc, err = New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

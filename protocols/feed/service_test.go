@@ -61,16 +61,20 @@ func TestFollowLiveSyncAndFollowers(t *testing.T) {
 	post(t, m, id, "deal 4")
 	post(t, m, id, "deal 5")
 	waitFor(t, 10*time.Second, func() bool { return seqOf(f1, id) == 5 }, "f1 got the live posts (seq %d)", seqOf(f1, id))
-	liveSeen := 0
-	progress := 0
-	for _, ev := range live() {
-		if ev.Type == "channel.post" && eventField(ev, "live") == true {
-			liveSeen++
+	// The events are published right after the entries are stored: collect until both are there.
+	liveSeen, progress := 0, 0
+	waitFor(t, 10*time.Second, func() bool {
+		liveSeen, progress = 0, 0
+		for _, ev := range live() { // everything received so far
+			if ev.Type == "channel.post" && eventField(ev, "live") == true {
+				liveSeen++
+			}
+			if ev.Type == "operation.progress" {
+				progress++
+			}
 		}
-		if ev.Type == "operation.progress" {
-			progress++
-		}
-	}
+		return liveSeen >= 2
+	}, "two live channel.post events (got %d)", liveSeen)
 	if liveSeen != 2 || progress == 0 {
 		t.Fatalf("live channel.post events %d (want 2), progress events %d", liveSeen, progress)
 	}
@@ -237,5 +241,53 @@ func TestCreatePostErrors(t *testing.T) {
 	up, err := s.UpdateProfile(t.Context(), ChannelID(in.ChannelID), ProfileFields{Hours: "24h", Tags: []string{"open late"}})
 	if err != nil || up.Hours != "24h" || up.Name != "Haenam Mart" || len(up.Tags) != 1 {
 		t.Fatalf("update: %v %+v", err, up)
+	}
+}
+
+// A relay pins the channels listed in relay.pin_feeds at start: it mirrors them, serves them, republishes
+// their head record and announces their card, so that the shop is found and followed while offline.
+func TestRelayPinsConfiguredFeeds(t *testing.T) {
+	mn, nodes := testNet(t, 2, netOpts{})
+	m, u := nodes[0], nodes[1]
+	in, err := m.svc.Create(t.Context(), mart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ChannelID(in.ChannelID)
+	for i := range 4 {
+		post(t, m, id, fmt.Sprintf("deal %d", i+1))
+	}
+	r := joinNet(t, mn, netOpts{pin: []string{string(id)}}, true)
+	if r.svc.PinnedCount() != 1 {
+		t.Fatalf("PinnedCount %d", r.svc.PinnedCount())
+	}
+	waitFor(t, 15*time.Second, func() bool { return seqOf(r, id) == 4 }, "relay mirrored the pinned feed (seq %d)", seqOf(r, id))
+	waitFor(t, 15*time.Second, func() bool {
+		l, _ := r.svc.Log(id)
+		return l != nil && l.State().HeadRecord != nil && r.dir.Provided(CellKey("wydm9"))
+	}, "relay holds the head record and announces the card")
+
+	// The merchant goes away; a user still finds the shop and gets its feed from the relay.
+	m.stop()
+	waitFor(t, 15*time.Second, func() bool {
+		found, _ := u.svc.Nearby(t.Context(), "wydm9qy", "mart", "", 5)
+		return len(found) == 1 && found[0].Card.Head != nil && found[0].Card.Head.Seq == 4
+	}, "card served by the relay")
+	if _, err := u.svc.Follow(t.Context(), string(id), 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqOf(u, id); got != 4 {
+		t.Fatalf("follower got %d entries from the relay", got)
+	}
+	// A relay refuses an invalid pin list; a desktop refuses to pin.
+	bad := memDB(t)
+	if _, err := New(t.Context(), Options{Host: u.h, Routing: u.kad, Gossip: u.svc.o.Gossip, Store: bad.st, NS: bad.ns, PinFeeds: []string{"nope"}}); err == nil {
+		t.Fatal("a bad pin_feeds entry accepted")
+	}
+	if _, err := u.svc.Pin(t.Context(), id); !errors.Is(err, ErrNotRelay) {
+		t.Fatalf("desktop pin: %v", err)
+	}
+	if err := r.svc.Unpin(t.Context(), id); err != nil || r.svc.PinnedCount() != 0 {
+		t.Fatalf("unpin: %v, %d pinned", err, r.svc.PinnedCount())
 	}
 }

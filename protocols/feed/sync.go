@@ -129,7 +129,9 @@ func (s *Service) syncChannel(ctx context.Context, ch *channel, hints []peer.ID)
 	s.mu.Unlock()
 
 	if h, err := s.resolveHead(ctx, l.id); err == nil {
-		_, _ = l.NoteHead(h)
+		if newer, _ := l.NoteHead(h); newer {
+			s.keeperChanged(l)
+		}
 	} else if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -283,15 +285,29 @@ func (s *Service) syncFrom(ctx context.Context, ch *channel, pid peer.ID, p *pro
 
 // noteInfo records the head record and profile a sync server sent, if valid and newer.
 func (s *Service) noteInfo(l *Log, info feedsync.Info) {
+	changed := false
 	if len(info.Head) > 0 {
 		if h, err := VerifyHead(info.Head); err == nil && h.Channel.Equal(l.key) {
-			_, _ = l.NoteHead(h)
+			newer, _ := l.NoteHead(h)
+			changed = changed || newer
 		}
 	}
 	if len(info.Profile) > 0 {
 		if p, err := VerifyProfile(info.Profile); err == nil && p.Channel.Equal(l.key) {
-			_, _ = l.NoteProfile(p)
+			newer, _ := l.NoteProfile(p)
+			changed = changed || newer
 		}
+	}
+	if changed {
+		s.keeperChanged(l)
+	}
+}
+
+// keeperChanged republishes what a pinning relay announces for a channel (head record, card) after it
+// learned a newer head or profile.
+func (s *Service) keeperChanged(l *Log) {
+	if l.State().Pinned {
+		s.kickPublish(l.id)
 	}
 }
 

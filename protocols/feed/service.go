@@ -762,12 +762,13 @@ func (s *Service) refresher(ctx context.Context) {
 				if err != nil {
 					continue
 				}
-				newer, _ := ch.log.NoteHead(h)
-				if h.Seq > ch.log.State().Seq {
-					s.requestSync(ch.log.id)
+				if newer, _ := ch.log.NoteHead(h); newer {
+					s.keeperChanged(ch.log)
 				}
-				if newer && st.Pinned {
-					s.kickPublish(ch.log.id)
+				// Missed entries, or a profile update (the sync answer carries the newest profile).
+				p := ch.log.Profile()
+				if h.Seq > ch.log.State().Seq || p == nil || h.ProfileRevision > p.Revision {
+					s.requestSync(ch.log.id)
 				}
 			}
 		}

@@ -291,3 +291,26 @@ func TestRelayPinsConfiguredFeeds(t *testing.T) {
 		t.Fatalf("unpin: %v, %d pinned", err, r.svc.PinnedCount())
 	}
 }
+
+// A profile update reaches followers: the head record carries the profile revision, the periodic refresh
+// sees it and the sync answer brings the new profile.
+func TestProfileUpdateReachesFollowers(t *testing.T) {
+	_, nodes := testNet(t, 2, netOpts{refresh: 100 * time.Millisecond, noDir: true})
+	m, f := nodes[0], nodes[1]
+	in, err := m.svc.Create(t.Context(), mart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ChannelID(in.ChannelID)
+	post(t, m, id, "opening day")
+	if _, err := f.svc.Follow(t.Context(), string(id), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.svc.UpdateProfile(t.Context(), id, ProfileFields{Hours: "open 24 hours", Tags: []string{"late night"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, func() bool {
+		in, _ := f.svc.Describe(id)
+		return in.Hours == "open 24 hours" && len(in.Tags) == 1 && in.Tags[0] == "late-night"
+	}, "follower has the new profile")
+}

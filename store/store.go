@@ -42,7 +42,24 @@ type Store struct {
 	dsv   *pebbleds.Datastore
 	mu    sync.Mutex
 	taken map[string]bool
+
+	// life guards every use of db against Close: pebble panics when used after Close, and late callers
+	// (a stream handler still finishing while the node shuts down) must get ErrClosed instead.
+	life   sync.RWMutex
+	closed bool
 }
+
+// acquire marks an operation in progress; it fails once the store is closed.
+func (s *Store) acquire() error {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) release() { s.life.RUnlock() }
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, o Options) (*Store, error) {
@@ -69,6 +86,12 @@ func Open(dir string, o Options) (*Store, error) {
 
 // Close flushes and closes the database.
 func (s *Store) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	if err := s.dsv.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -78,7 +101,7 @@ func (s *Store) Close() error {
 // Datastore returns a go-datastore view of a namespace, for libraries that want one (the DHT).
 func (s *Store) Datastore(name string) ds.Batching {
 	mustKnow(name)
-	return namespace.Wrap(s.dsv, ds.NewKey("/"+name))
+	return namespace.Wrap(guarded{s: s, d: s.dsv}, ds.NewKey("/"+name))
 }
 
 // Namespace returns the key space of one feature. Each namespace may be taken once per store, so two
@@ -109,6 +132,10 @@ func (n *NS) key(k string) []byte {
 
 // Get returns a copy of the value at k, or ErrNotFound.
 func (n *NS) Get(k string) ([]byte, error) {
+	if err := n.s.acquire(); err != nil {
+		return nil, err
+	}
+	defer n.s.release()
 	v, closer, err := n.s.db.Get(n.key(k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -137,6 +164,10 @@ func (n *NS) Put(k string, v []byte) error { return n.set(k, v, pebble.NoSync) }
 func (n *NS) PutSync(k string, v []byte) error { return n.set(k, v, pebble.Sync) }
 
 func (n *NS) set(k string, v []byte, wo *pebble.WriteOptions) error {
+	if err := n.s.acquire(); err != nil {
+		return err
+	}
+	defer n.s.release()
 	if err := n.s.db.Set(n.key(k), v, wo); err != nil {
 		return fmt.Errorf("store put: %w", err)
 	}
@@ -150,6 +181,10 @@ func (n *NS) Delete(k string) error { return n.del(k, pebble.NoSync) }
 func (n *NS) DeleteSync(k string) error { return n.del(k, pebble.Sync) }
 
 func (n *NS) del(k string, wo *pebble.WriteOptions) error {
+	if err := n.s.acquire(); err != nil {
+		return err
+	}
+	defer n.s.release()
 	if err := n.s.db.Delete(n.key(k), wo); err != nil {
 		return fmt.Errorf("store delete: %w", err)
 	}
@@ -188,6 +223,11 @@ func (n *NS) Scan(ctx context.Context, r Range) iter.Seq2[Entry, error] {
 				upper = e
 			}
 		}
+		if err := n.s.acquire(); err != nil {
+			yield(Entry{}, err)
+			return
+		}
+		defer n.s.release()
 		it, err := n.s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			yield(Entry{}, fmt.Errorf("store scan: %w", err))
@@ -283,6 +323,11 @@ func (b *Batch) Commit(sync bool) error {
 	if sync {
 		wo = pebble.Sync
 	}
+	if err := b.s.acquire(); err != nil {
+		_ = b.b.Close()
+		return err
+	}
+	defer b.s.release()
 	if err := b.b.Commit(wo); err != nil {
 		return fmt.Errorf("store commit: %w", err)
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"testing"
+
+	ds "github.com/ipfs/go-datastore"
 )
 
 func TestPutGetScanReopen(t *testing.T) {
@@ -153,5 +155,39 @@ func BenchmarkPut(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestUseAfterClose: late callers (a stream handler finishing during shutdown) get ErrClosed, never a
+// pebble panic.
+func TestUseAfterClose(t *testing.T) {
+	s, err := Open("", Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := s.Namespace("rooms")
+	view := s.Datastore("dht")
+	if err := ns.Put("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.Get("k"); err != ErrClosed {
+		t.Fatalf("Get after close: %v", err)
+	}
+	if err := ns.PutSync("k", nil); err != ErrClosed {
+		t.Fatalf("Put after close: %v", err)
+	}
+	for _, err := range ns.Scan(t.Context(), Range{}) {
+		if err != ErrClosed {
+			t.Fatalf("Scan after close: %v", err)
+		}
+	}
+	if _, err := view.Get(t.Context(), ds.NewKey("/x")); err == nil {
+		t.Fatal("datastore view Get after close succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }

@@ -61,6 +61,18 @@ func (s *Service) announceCard(r *roomRT) {
 	s.publishCard(r, c)
 }
 
+// cardStale reports whether the member count moved away from the one on the room's card.
+func (r *roomRT) cardStale() bool {
+	st := r.state.Load()
+	if st.Closed || st.Manifest.Body.JoinPolicy != pb.JoinPolicy_JOIN_OPEN {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := DecodeCard(r.rec.Card)
+	return err != nil || int(c.Body.Members) != r.memberCountLocked(st)
+}
+
 // announceHeldCard announces the owner's card that a keeping relay holds.
 func (s *Service) announceHeldCard(r *roomRT) {
 	r.mu.Lock()

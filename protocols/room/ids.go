@@ -155,6 +155,8 @@ func pk(b []byte) pkey {
 	return k
 }
 
+func pub32(k ed25519.PrivateKey) pkey { return pk(k.Public().(ed25519.PublicKey)) }
+
 func linkCheck(secret []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(domainLink))

@@ -85,6 +85,11 @@ type roomRT struct {
 
 	marksMu sync.Mutex
 	marks   map[pkey][]uint64 // seqs accounted for outside the live path (see markAccounted)
+
+	recentMu   sync.Mutex
+	recent     map[MsgID]struct{} // recently stored messages (see remember)
+	recentRing []MsgID
+	recentPos  int
 }
 
 // liveMark is the last seq the live stream delivered from an author, and when.
@@ -213,8 +218,8 @@ func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
 	if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK && !hmac.Equal(b.JoinProof, joinProof(r.secret, r.id, b.Persona)) {
 		return pubsub.ValidationReject
 	}
-	if r.has(d.msg.ID) {
-		return pubsub.ValidationIgnore
+	if r.seenRecently(d.msg.ID) {
+		return pubsub.ValidationIgnore // stored already (through sync, or another encoding of it)
 	}
 	if !d.verify() {
 		return pubsub.ValidationReject
@@ -287,6 +292,37 @@ func (r *roomRT) memberCountLocked(st *State) int {
 	return n
 }
 
+// recentCap bounds the in-memory set of recently stored message IDs that validators consult instead of
+// the store (a store lookup per message costs about half a signature check).
+const recentCap = 4096
+
+func (r *roomRT) remember(id MsgID) {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	if r.recent == nil {
+		r.recent = make(map[MsgID]struct{}, recentCap)
+		r.recentRing = make([]MsgID, recentCap)
+	}
+	old := r.recentRing[r.recentPos]
+	delete(r.recent, old)
+	r.recentRing[r.recentPos] = id
+	r.recentPos = (r.recentPos + 1) % recentCap
+	r.recent[id] = struct{}{}
+}
+
+func (r *roomRT) seenRecently(id MsgID) bool {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	_, ok := r.recent[id]
+	return ok
+}
+
+func (r *roomRT) hasMod(id MsgID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log.Has(id)
+}
+
 func (r *roomRT) has(id MsgID) bool {
 	ok, _ := r.s.d.Store.Has(r.idxKey(id))
 	return ok
@@ -329,6 +365,7 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 	}
 	r.count++
 	r.newest = max(r.newest, m.Body.TimeMs)
+	r.remember(m.ID)
 	if !live {
 		r.markAccounted(m.Body.Persona, m.Body.Seq)
 	}

@@ -161,8 +161,11 @@ func New(d Deps, c Config) *Service {
 
 func (s *Service) now() time.Time { return s.c.Now() }
 
-// spawn runs fn as a goroutine owned by Run.
+// spawn runs fn as a goroutine owned by Run (nothing is started once Run is ending).
 func (s *Service) spawn(fn func()) {
+	if s.runCtx == nil || s.runCtx.Err() != nil {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -515,6 +518,11 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 	if len(resp.messages) > 0 {
 		rec.FloorMs = resp.messages[0].Body.TimeMs + 1
 	}
+	// The owner key is derived from the account and the room's nonce: an owner who left (or joins from
+	// another device of the same account) gets the room back.
+	if member && pub32(OwnerKey(s.d.Secrets, resp.genesis.Body.Nonce)) == pk(resp.genesis.Owner()) {
+		rec.OwnerNonce = resp.genesis.Body.Nonce
+	}
 	r := s.newRT(l.Room, rec, resp.genesis, &resp.log)
 	st := r.state.Load()
 	rec.Manifest = st.Manifest.Raw
@@ -779,6 +787,9 @@ func (s *Service) maintain(ctx context.Context) {
 		case <-prune.C:
 			for _, r := range s.snapshot() {
 				r.prune(ctx)
+				if r.owner != nil && r.cardStale() {
+					s.announceCard(r)
+				}
 			}
 		case <-cards.C:
 			for _, r := range s.snapshot() {

@@ -68,3 +68,77 @@ func TestRelayKeepsRoomsByTag(t *testing.T) {
 		}
 	}
 }
+
+// History is bounded: a room keeps rooms.history_limit messages (plus up to 10% before pruning).
+func TestHistoryLimitPrunes(t *testing.T) {
+	nodes := testnet.Start(t, 1, testnet.Options{Configure: func(i int, c *config.Config) {
+		fastRooms(i, c)
+		c.Rooms.HistoryLimit = 50
+	}})
+	s := svc(t, nodes[0])
+	in, err := s.Create(t.Context(), room.CreateOptions{Name: "small", Tags: []string{"small"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := room.ParseID(in.RoomID)
+	for k := range 120 {
+		if _, _, err := s.Send(t.Context(), id, fmt.Sprintf("m%03d", k), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testnet.Eventually(t, 5*time.Second, func() bool { i, _ := s.Room(id); return i.Messages <= 55 }, "pruned to the limit")
+	ms, _ := s.Messages(t.Context(), id, 1000, "")
+	if len(ms) > 55 || ms[len(ms)-1].Text != "m119" || hasText(t, s, id, "m000") {
+		t.Fatalf("after pruning: %d messages, newest %q", len(ms), ms[len(ms)-1].Text)
+	}
+}
+
+// Messages typed while no member is reachable are shown at once as pending and reach the room when a
+// member is back, even after the room moved on meanwhile.
+func TestOutboxSendsWhenPeersReturn(t *testing.T) {
+	nodes := startConnected(t, 2, fastRooms)
+	ctx := t.Context()
+	a, b := svc(t, nodes[0]), svc(t, nodes[1])
+	in, err := a.Create(ctx, room.CreateOptions{Name: "outbox", Tags: []string{"outbox"}, Nick: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := room.ParseID(in.RoomID)
+	v, published, err := a.Send(ctx, id, "typed while alone", "")
+	if err != nil || published || !v.Pending {
+		t.Fatalf("send alone: published %v pending %v err %v", published, v.Pending, err)
+	}
+	if _, err := b.Join(ctx, in.RoomID, room.JoinOptions{Nick: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() bool { return hasText(t, b, id, "typed while alone") }, "pending message delivered")
+	ms, _ := b.Messages(ctx, id, 100, "")
+	n := 0
+	for _, m := range ms {
+		if m.Text == "typed while alone" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("member has the pending message %d times", n)
+	}
+	testnet.Eventually(t, 5*time.Second, func() bool {
+		ms, _ := a.Messages(ctx, id, 100, "")
+		for _, m := range ms {
+			if m.Text == "typed while alone" {
+				return !m.Pending
+			}
+		}
+		return false
+	}, "owner's copy no longer pending")
+	ms, _ = a.Messages(ctx, id, 100, "")
+	n = 0
+	for _, m := range ms {
+		if m.Text == "typed while alone" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("owner has the message %d times after sending it", n)
+	}
+}

@@ -81,6 +81,9 @@ type roomRT struct {
 	openedAt time.Time
 	synced   map[peer.ID]time.Time
 	syncing  atomic.Bool
+	pruning  atomic.Bool
+	flushing atomic.Bool
+	pending  int               // messages in the outbox
 	live     map[pkey]liveMark // what the live stream last delivered per author
 
 	marksMu sync.Mutex
@@ -366,6 +369,12 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 	r.count++
 	r.newest = max(r.newest, m.Body.TimeMs)
 	r.remember(m.ID)
+	if limit := r.s.c.HistoryLimit; r.count > limit+limit/10 && r.pruning.CompareAndSwap(false, true) {
+		r.s.spawn(func() {
+			defer r.pruning.Store(false)
+			r.prune(r.s.runCtx)
+		})
+	}
 	if !live {
 		r.markAccounted(m.Body.Persona, m.Body.Seq)
 	}
@@ -571,7 +580,7 @@ func (r *roomRT) lastSeq(persona []byte) uint64 {
 }
 
 // peerLoop syncs with each room peer that appears on the topic (we or they came back online, or a new
-// member joined), at most once per minute per peer.
+// member joined), at most once per catchUpEvery per peer, and sends the outbox.
 func (r *roomRT) peerLoop(ctx context.Context) {
 	for {
 		ev, err := r.events.NextPeerEvent(ctx)
@@ -583,13 +592,16 @@ func (r *roomRT) peerLoop(ctx context.Context) {
 		}
 		r.mu.Lock()
 		last := r.synced[ev.Peer]
-		due := r.s.now().Sub(last) > time.Minute
+		due := r.s.now().Sub(last) > catchUpEvery
 		if due {
 			r.synced[ev.Peer] = r.s.now()
 		}
 		r.mu.Unlock()
 		if due {
 			r.s.spawn(func() { r.catchUp(ctx, ev.Peer) })
+		}
+		if r.hasPending() {
+			r.s.spawn(func() { r.flushOutbox(ctx) })
 		}
 	}
 }
@@ -608,6 +620,7 @@ func (r *roomRT) discoverLoop(ctx context.Context) {
 			r.s.findPeers(ctx, r.id, nil)
 			wait = min(max(2*wait, 2*time.Second), time.Minute)
 		} else {
+			r.flushOutbox(ctx) // what the rate limit held back at the last flush
 			wait = 30 * time.Second
 		}
 	}
@@ -624,13 +637,24 @@ func (r *roomRT) catchUp(ctx context.Context, p peer.ID) {
 	}
 }
 
-// catchUpMargin is how far before the newest stored message a catch-up starts.
-const catchUpMargin = 10 * time.Minute
+// catchUpMargin is how far before the newest stored message a catch-up starts: messages that were in
+// flight, or ignored as stale, around the time this node lost the room. (Messages other members typed
+// while offline come through their outbox, with fresh times.) catchUpEvery bounds catch-ups per peer.
+const (
+	catchUpMargin = 2 * StaleAfter
+	catchUpEvery  = 15 * time.Second
+)
 
 // send signs and publishes one of our messages. It is stored (and shown) at once; it is published when the
 // room has peers (waiting a little for the mesh right after joining), and otherwise reaches the room
 // through history sync when peers come back.
 func (r *roomRT) send(ctx context.Context, kind pb.Kind, text string, replyTo []byte) (*Message, bool, error) {
+	return r.sendSeq(ctx, kind, text, replyTo, 0)
+}
+
+// sendSeq is send with a given seq (0: the next one). The outbox resends a pending message under the seq
+// it was first given, which nobody received, so that receivers see no gap in the author's sequence.
+func (r *roomRT) sendSeq(ctx context.Context, kind pb.Kind, text string, replyTo []byte, reuse uint64) (*Message, bool, error) {
 	if r.persona == nil {
 		return nil, false, ErrNotJoined
 	}
@@ -661,12 +685,17 @@ func (r *roomRT) send(ctx context.Context, kind pb.Kind, text string, replyTo []
 	r.mu.Lock()
 	t := max(now.UnixMilli(), r.lastSent+1)
 	r.lastSent = t
-	r.mySeq++
-	seq := r.mySeq
+	seq := reuse
+	if seq == 0 {
+		r.mySeq++
+		seq = r.mySeq
+	}
 	nick, avatar := r.rec.Nick, r.rec.Avatar
 	r.mu.Unlock()
-	// Not fsynced: after a crash the seq may repeat, which receivers treat as late (delivered at once).
-	_ = r.s.d.Store.Put(r.seqKey(), []byte(store.Uint64Key(seq)))
+	if reuse == 0 {
+		// Not fsynced: after a crash the seq may repeat, which receivers treat as late (delivered at once).
+		_ = r.s.d.Store.Put(r.seqKey(), []byte(store.Uint64Key(seq)))
+	}
 	nonce := make([]byte, 12)
 	_, _ = rand.Read(nonce)
 	body := &pb.MessageBody{
@@ -686,7 +715,11 @@ func (r *roomRT) send(ctx context.Context, kind pb.Kind, text string, replyTo []
 	if _, err := r.ingestMessage(msg, true); err != nil {
 		return nil, false, err
 	}
-	return msg, r.publish(ctx, msg.Raw, &decoded{msg: msg}), nil
+	published := r.publish(ctx, msg.Raw, &decoded{msg: msg})
+	if !published && kind == pb.Kind_TEXT && !r.flushing.Load() {
+		r.addPending(msg)
+	}
+	return msg, published, nil
 }
 
 // publish sends raw on the topic. Flood publishing reaches every topic peer at once; with no topic peer

@@ -311,6 +311,7 @@ func (r *roomRT) loadLocal(ctx context.Context) {
 		if v, err := r.s.d.Store.Get(r.seqKey()); err == nil {
 			_, _ = fmt.Sscan(string(v), &r.mySeq)
 		}
+		r.pending, _ = r.s.d.Store.Count(ctx, "o/"+r.key+"/")
 	}
 }
 
@@ -655,7 +656,7 @@ func (s *Service) Leave(ctx context.Context, id ID) error {
 
 func (s *Service) deleteRoom(ctx context.Context, id ID) error {
 	b := s.d.DB.NewBatch()
-	for _, prefix := range []string{"m/", "x/", "l/", "p/"} {
+	for _, prefix := range []string{"m/", "x/", "l/", "p/", "o/"} {
 		for e, err := range s.d.Store.Scan(ctx, store.Range{Prefix: prefix + id.String() + "/"}) {
 			if err != nil {
 				b.Discard()
@@ -774,19 +775,19 @@ func (s *Service) updated(r *roomRT, reason string, a *ModAction) {
 	s.d.Events.Publish(EventUpdated, ev)
 }
 
-// maintain prunes history beyond the limit and refreshes the owner's cards.
+// maintain refreshes the owner's cards: every CardInterval, and within a minute of a change in the member
+// count.
 func (s *Service) maintain(ctx context.Context) {
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
+	check := time.NewTicker(time.Minute)
+	defer check.Stop()
 	cards := time.NewTicker(s.c.CardInterval)
 	defer cards.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-prune.C:
+		case <-check.C:
 			for _, r := range s.snapshot() {
-				r.prune(ctx)
 				if r.owner != nil && r.cardStale() {
 					s.announceCard(r)
 				}
@@ -812,7 +813,8 @@ func (s *Service) snapshot() []*roomRT {
 	return out
 }
 
-// prune deletes the oldest messages beyond the history limit (with a 10% slack so it runs rarely).
+// prune deletes the oldest messages beyond the history limit (ingestion starts it when the room holds
+// 10% more than the limit, so it runs rarely and storage stays bounded).
 func (r *roomRT) prune(ctx context.Context) {
 	limit := r.s.c.HistoryLimit
 	r.mu.Lock()

@@ -66,6 +66,7 @@ func (s *Service) serveSync(ctx context.Context, remote peer.ID, req *syncpb.Req
 		}
 	}
 	size := 0
+	pending := r.hasPending()
 	for e, err := range s.d.Store.Scan(ctx, rng) {
 		if err != nil {
 			return nil, err
@@ -78,6 +79,9 @@ func (s *Service) serveSync(ctx context.Context, remote peer.ID, req *syncpb.Req
 			if mid, err := ParseMsgID(e.Key[i+1:]); err == nil && st.Hidden[mid] {
 				continue // hidden by a host: not handed on
 			}
+		}
+		if pending && r.isPendingKey(strings.TrimPrefix(e.Key, prefix)) {
+			continue // ours, not sent yet: it goes out anew from the outbox
 		}
 		resp.Messages = append(resp.Messages, e.Value)
 		resp.Cursor = strings.TrimPrefix(e.Key, prefix)

@@ -29,6 +29,8 @@ type View struct {
 	Hidden  bool      `json:"hidden,omitempty"`
 	Host    bool      `json:"host,omitempty"` // written by a co-host
 	Mine    bool      `json:"mine,omitempty"`
+	// Pending: ours, stored while no member was reachable; it is sent when one is.
+	Pending bool `json:"pending,omitempty"`
 }
 
 func kindName(k pb.Kind) string { return strings.ToLower(k.String()) }
@@ -47,6 +49,7 @@ func (r *roomRT) view(m *Message, st *State) View {
 	}
 	if r.persona != nil && bytes.Equal(m.Body.Persona, r.persona.Public().(ed25519.PublicKey)) {
 		v.Mine = true
+		v.Pending = r.isPending(m)
 	}
 	return v
 }

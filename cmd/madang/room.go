@@ -88,7 +88,11 @@ func printRoomMessage(g *globals, m room.View) {
 		if m.ReplyTo != "" {
 			reply = " ↪" + m.ReplyTo[:8]
 		}
-		fmt.Fprintf(g.stdout, "%s %s:%s %s  [%s]\n", ts, who, reply, m.Text, m.ID)
+		state := ""
+		if m.Pending {
+			state = "  (pending: sent when a member is reachable)"
+		}
+		fmt.Fprintf(g.stdout, "%s %s:%s %s  [%s]%s\n", ts, who, reply, m.Text, m.ID, state)
 	}
 }
 

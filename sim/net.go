@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -82,8 +83,9 @@ type Network struct {
 	Bytes []*ByteCounter
 	ids   []peer.ID
 
-	mu      sync.Mutex
-	offline map[int]bool
+	mu         sync.Mutex
+	offline    map[int]bool
+	restricted *Topology // links exist only along these edges
 }
 
 // NewNetwork adds one mocknet peer per key and links every pair with opts.
@@ -194,12 +196,18 @@ func (n *Network) Online(ctx context.Context, i int, t Topology) error {
 		return nil
 	}
 	delete(n.offline, i)
-	off := make(map[int]bool, len(n.offline))
-	for k := range n.offline {
-		off[k] = true
-	}
+	off := maps.Clone(n.offline)
+	restricted := n.restricted
 	n.mu.Unlock()
-	for j := range n.ids {
+	peers := make([]int, 0, len(n.ids))
+	if restricted != nil {
+		peers = restricted.Neighbours(i)
+	} else {
+		for j := range n.ids {
+			peers = append(peers, j)
+		}
+	}
+	for _, j := range peers {
 		if j != i && !off[j] {
 			if _, err := n.mn.LinkPeers(n.ids[i], n.ids[j]); err != nil {
 				return fmt.Errorf("relink %d-%d: %w", i, j, err)
@@ -256,6 +264,28 @@ func (n *Network) Settle(ctx context.Context, t Topology, quiet, timeout time.Du
 		_ = waitCtx(ctx, 250*time.Millisecond)
 	}
 	return total
+}
+
+// Restrict removes the links between peers that are not neighbours in t, so that nobody can dial outside
+// the topology any more (the measured phase of a pubsub scenario runs on exactly the raw run's graph), and
+// closes the connections outside it. Online then relinks a peer to its neighbours only.
+func (n *Network) Restrict(t Topology) {
+	adj := map[[2]int]bool{}
+	for _, e := range t.Edges {
+		adj[[2]int{min(e[0], e[1]), max(e[0], e[1])}] = true
+	}
+	n.mu.Lock()
+	n.restricted = &t
+	off := maps.Clone(n.offline)
+	n.mu.Unlock()
+	for i := range n.ids {
+		for j := i + 1; j < len(n.ids); j++ {
+			if !adj[[2]int{i, j}] && !off[i] && !off[j] {
+				_ = n.mn.UnlinkPeers(n.ids[i], n.ids[j])
+			}
+		}
+	}
+	n.Trim(t)
 }
 
 // IsOffline reports whether peer i is currently off the network.

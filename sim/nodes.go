@@ -107,9 +107,9 @@ func startOurs(ctx context.Context, c Config, n int, topo Topology, no netOpts) 
 			no.configure(i, &cfg, o.net)
 		}
 		tr := no.newTracer(i)
-		nd, err := node.New(rctx, "", cfg,
-			node.WithHost(o.net.Hosts[i]), node.WithIdentity(o.ids[i]), node.WithoutAPI(),
-			node.WithGossipTracer(tr), node.WithLogger(c.Log.With("node", i)))
+		opts := []node.Option{node.WithHost(o.net.Hosts[i]), node.WithIdentity(o.ids[i]), node.WithoutAPI(),
+			node.WithGossipTracer(tr), node.WithLogger(c.Log.With("node", i))}
+		nd, err := node.New(rctx, "", cfg, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
@@ -178,6 +178,12 @@ func (o *ours) close() error {
 	return errors.Join(errs...)
 }
 
+// rawPubsub starts the raw baseline's gossipsub: the library defaults plus flood publishing. Diagnostics
+// may swap it (for example for Madang's gossip settings without the rest of the node).
+var rawPubsub = func(ctx context.Context, h host.Host, tr *Tracer) (*pubsub.PubSub, error) {
+	return pubsub.NewGossipSub(ctx, h, pubsub.WithRawTracer(tr), pubsub.WithFloodPublish(true))
+}
+
 // raw is a network of bare libp2p hosts with ed25519 keys running only the library under comparison.
 type raw struct {
 	net     *Network
@@ -224,7 +230,7 @@ func startRaw(ctx context.Context, c Config, n int, topo Topology, withPubsub, w
 		}
 		if withPubsub {
 			tr := no.newTracer(i)
-			ps, err := pubsub.NewGossipSub(rctx, h, pubsub.WithRawTracer(tr), pubsub.WithFloodPublish(true))
+			ps, err := rawPubsub(rctx, h, tr)
 			if err != nil {
 				return nil, fmt.Errorf("raw pubsub %d: %w", i, err)
 			}

@@ -317,6 +317,9 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
 	}
+	// The room lives on the raw run's graph from the start: members join through topology neighbours, and
+	// the DHT's dials outside the topology (refreshes, provides) fail instead of adding connections.
+	o.net.Restrict(p.topo)
 	id, err := setupRoom(ctx, c, o, svcs, p)
 	if err != nil {
 		return nil, err
@@ -376,11 +379,14 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	return out, nil
 }
 
-// onTopology closes the connections outside the topology until the network is quiet (see
-// Network.Settle), then waits for every node to have a topic peer and for the mesh to form.
+// onTopology puts the Madang network on the raw run's graph for the measured phase: it closes the
+// connections outside the topology until the network is quiet (the DHT's provides after joining dial
+// peers for a while; see Network.Settle), removes the links outside it (see Network.Restrict), then waits
+// for every node to have a topic peer and for the mesh to form.
 func onTopology(ctx context.Context, c Config, o *ours, t Topology, topic string) error {
-	closed := o.net.Settle(ctx, t, 2*time.Second, 30*time.Second)
-	c.progress("%d connections outside the topology closed", closed)
+	closed := o.net.Settle(ctx, t, 2*time.Second, 20*time.Second)
+	o.net.Restrict(t)
+	c.progress("%d connections outside the topology closed; links restricted to the topology", closed)
 	if !poll(ctx, 30*time.Second, func() bool {
 		for _, n := range o.nodes {
 			if len(n.Gossip.PubSub().ListPeers(topic)) == 0 {

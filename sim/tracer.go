@@ -30,6 +30,8 @@ type Tracer struct {
 	DroppedRPCs, Undeliverable     atomic.Int64
 	// ValidatorRejected counts messages a topic validator rejected (not pubsub's own checks).
 	ValidatorRejected atomic.Int64
+	// Received RPC contents: full messages, and message IDs in IHAVE, IWANT and IDONTWANT.
+	RecvMsgs, IHave, IWant, IDontWant atomic.Int64
 }
 
 var _ pubsub.RawTracer = (*Tracer)(nil)
@@ -37,7 +39,8 @@ var _ pubsub.RawTracer = (*Tracer)(nil)
 // Reset zeroes every counter.
 func (t *Tracer) Reset() {
 	for _, c := range []*atomic.Int64{&t.RecvBytes, &t.SentBytes, &t.RecvRPCs, &t.Validated, &t.Delivered,
-		&t.Dups, &t.Rejected, &t.Ignored, &t.Throttled, &t.DroppedRPCs, &t.Undeliverable, &t.ValidatorRejected} {
+		&t.Dups, &t.Rejected, &t.Ignored, &t.Throttled, &t.DroppedRPCs, &t.Undeliverable, &t.ValidatorRejected,
+		&t.RecvMsgs, &t.IHave, &t.IWant, &t.IDontWant} {
 		c.Store(0)
 	}
 }
@@ -98,11 +101,28 @@ func (t *Tracer) UndeliverableMessage(m *pubsub.Message) {
 func (t *Tracer) RecvRPC(rpc *pubsub.RPC) {
 	t.RecvRPCs.Add(1)
 	t.RecvBytes.Add(int64(proto.Size(&rpc.RPC)))
+	t.RecvMsgs.Add(int64(len(rpc.GetPublish())))
+	if c := rpc.GetControl(); c != nil {
+		var ih, iw, idw int
+		for _, x := range c.GetIhave() {
+			ih += len(x.GetMessageIDs())
+		}
+		for _, x := range c.GetIwant() {
+			iw += len(x.GetMessageIDs())
+		}
+		for _, x := range c.GetIdontwant() {
+			idw += len(x.GetMessageIDs())
+		}
+		t.IHave.Add(int64(ih))
+		t.IWant.Add(int64(iw))
+		t.IDontWant.Add(int64(idw))
+	}
 }
 
 func (t *Tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) { t.SentBytes.Add(int64(proto.Size(&rpc.RPC))) }
 func (t *Tracer) DropRPC(*pubsub.RPC, peer.ID)       { t.DroppedRPCs.Add(1) }
-func (t *Tracer) ThrottlePeer(peer.ID)               { t.Throttled.Add(1) }
+
+func (t *Tracer) ThrottlePeer(peer.ID) { t.Throttled.Add(1) }
 
 func (t *Tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (t *Tracer) OnClosedOutboundStream(peer.ID)                       {}
@@ -114,11 +134,12 @@ func (t *Tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 
 // Totals sums the counters of many tracers.
 type Totals struct {
-	RecvBytes, SentBytes, RecvRPCs int64
-	Validated, Delivered, Dups     int64
-	Rejected, Ignored, Throttled   int64
-	DroppedRPCs, Undeliverable     int64
-	ValidatorRejected              int64
+	RecvBytes, SentBytes, RecvRPCs    int64
+	Validated, Delivered, Dups        int64
+	Rejected, Ignored, Throttled      int64
+	DroppedRPCs, Undeliverable        int64
+	ValidatorRejected                 int64
+	RecvMsgs, IHave, IWant, IDontWant int64
 }
 
 // Sum adds up tracers.
@@ -137,6 +158,10 @@ func Sum(ts []*Tracer) Totals {
 		s.DroppedRPCs += t.DroppedRPCs.Load()
 		s.Undeliverable += t.Undeliverable.Load()
 		s.ValidatorRejected += t.ValidatorRejected.Load()
+		s.RecvMsgs += t.RecvMsgs.Load()
+		s.IHave += t.IHave.Load()
+		s.IWant += t.IWant.Load()
+		s.IDontWant += t.IDontWant.Load()
 	}
 	return s
 }

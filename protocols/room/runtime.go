@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,8 +148,40 @@ func (r *roomRT) start(ctx context.Context) error {
 	r.s.spawn(func() { r.receiveLoop(ctx) })
 	r.s.spawn(func() { r.peerLoop(ctx) })
 	r.s.spawn(func() { r.discoverLoop(ctx) })
-	r.s.rep.Add("room:"+r.key, RendezvousCID(r.id))
+	r.provideRendezvous(ctx)
 	return nil
+}
+
+// rendezvousProviders is about how many members of a large room provide its rendezvous key.
+const rendezvousProviders = 20
+
+// provideRendezvous makes this node a provider of the room's rendezvous key: the owner and keeping relays
+// at once; members after a random delay of 10–60 s, and in rooms larger than rendezvousProviders only
+// with probability rendezvousProviders/members. Joiners find members through those providers and then
+// through the topic, so a burst of joins does not become a burst of DHT walks.
+func (r *roomRT) provideRendezvous(ctx context.Context) {
+	name, c := "room:"+r.key, RendezvousCID(r.id)
+	r.mu.Lock()
+	now := r.owner != nil || r.rec.Keep
+	n := r.memberCountLocked(r.state.Load())
+	r.mu.Unlock()
+	if now {
+		r.s.rep.Add(name, c)
+		return
+	}
+	if n > rendezvousProviders && mrand.Float64() >= float64(rendezvousProviders)/float64(n) {
+		return
+	}
+	delay := 10*time.Second + time.Duration(mrand.Int64N(int64(50*time.Second)))
+	r.s.spawn(func() {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			r.s.rep.Add(name, c)
+		}
+	})
 }
 
 // stop leaves the topic and ends the loops.

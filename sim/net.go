@@ -310,10 +310,19 @@ func (n *Network) Conns() float64 {
 // Close shuts the mocknet (every host) down.
 func (n *Network) Close() error { return n.mn.Close() }
 
-// ByteCounter counts the bytes a peer reads from its streams, by protocol.
+// ByteCounter counts the bytes a peer reads from its streams, by protocol, and the streams it failed to
+// open.
 type ByteCounter struct {
-	mu sync.Mutex
-	by map[protocol.ID]*atomic.Int64
+	mu       sync.Mutex
+	by       map[protocol.ID]*atomic.Int64
+	openErrs map[protocol.ID]int
+}
+
+// OpenErrors returns the number of failed NewStream calls per (first) protocol asked for.
+func (b *ByteCounter) OpenErrors() map[protocol.ID]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return maps.Clone(b.openErrs)
 }
 
 func (b *ByteCounter) counter(p protocol.ID) *atomic.Int64 {
@@ -350,6 +359,14 @@ type countingHost struct {
 func (h *countingHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
 	s, err := h.Host.NewStream(ctx, p, pids...)
 	if err != nil {
+		if len(pids) > 0 {
+			h.c.mu.Lock()
+			if h.c.openErrs == nil {
+				h.c.openErrs = map[protocol.ID]int{}
+			}
+			h.c.openErrs[pids[0]]++
+			h.c.mu.Unlock()
+		}
 		return nil, err
 	}
 	return &countingStream{Stream: s, c: h.c}, nil

@@ -67,6 +67,9 @@ type netOpts struct {
 	extra extraFn
 	// tracer adjusts node i's tracer before the node starts (hooks).
 	tracer func(i int, t *Tracer)
+	// topologyOnly links only the topology's edges from the start: nobody can dial outside it (see
+	// Network.Restrict).
+	topologyOnly bool
 }
 
 func (o netOpts) newTracer(i int) *Tracer {
@@ -98,6 +101,9 @@ func startOurs(ctx context.Context, c Config, n int, topo Topology, no netOpts) 
 			o.close()
 		}
 	}()
+	if no.topologyOnly {
+		o.net.Restrict(topo)
+	}
 	o.heap0, o.gor0 = heapInUse(), goroutines()
 	rctx, cancel := context.WithCancel(ctx)
 	o.cancel = cancel

@@ -43,8 +43,8 @@ func runRooms(ctx context.Context, c Config) (*Result, error) {
 	var first [2]*psMeasure
 	for i, rate := range c.Rates {
 		cc := c
-		if sweep && cc.Msgs == 0 {
-			cc.Msgs = int(rate * 4)
+		if c.sweepSeconds > 0 {
+			cc.Msgs = int(rate * c.sweepSeconds)
 		}
 		p := planPubsub(cc, rate)
 		c.progress("rooms: raw gossipsub, %d nodes, %d msgs at %g msg/s", p.n, p.msgs, rate)
@@ -172,6 +172,7 @@ func runRoomsRaw(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	}, 0)
 	finishMeasure(out, m, mark, r.tracers, r.net, topics)
 	out.protoBytes = diffBytes(protoBytes(r.net), protoBefore)
+	out.openErrs = pubsubOpenErrors(r.net)
 	return out, nil
 }
 
@@ -295,7 +296,10 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	var spamRouters []*gossip.Router
 	var mu sync.Mutex
 	gl := &gossipLayer{}
-	o, err := startOurs(ctx, c, p.n, p.topo, netOpts{prefix: room.TopicPrefix, tracer: gl.hook, extra: func(ctx context.Context, i int, h host.Host) error {
+	// The room lives on the raw run's graph from the start (topologyOnly): members join through topology
+	// neighbours, and the DHT's dials outside the topology (refreshes, provides) fail instead of adding
+	// connections that would later have to be closed.
+	o, err := startOurs(ctx, c, p.n, p.topo, netOpts{prefix: room.TopicPrefix, tracer: gl.hook, topologyOnly: true, extra: func(ctx context.Context, i int, h host.Host) error {
 		// A hostile peer runs Madang's own gossip settings but no validation, and publishes forged room
 		// messages once it knows the room.
 		r, err := gossip.New(ctx, h, gossip.Options{})
@@ -317,9 +321,6 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
 	}
-	// The room lives on the raw run's graph from the start: members join through topology neighbours, and
-	// the DHT's dials outside the topology (refreshes, provides) fail instead of adding connections.
-	o.net.Restrict(p.topo)
 	id, err := setupRoom(ctx, c, o, svcs, p)
 	if err != nil {
 		return nil, err
@@ -375,6 +376,7 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	out.syncBytes = dhtBytes(o.net, isRoomSync) - syncBefore
 	out.protoBytes = diffBytes(protoBytes(o.net), protoBefore)
 	out.gossip = gcoll
+	out.openErrs = pubsubOpenErrors(o.net)
 	finishMeasureOurs(out, m, mark, o, id.Topic())
 	return out, nil
 }

@@ -40,10 +40,16 @@ type Config struct {
 	Log *slog.Logger
 	// Progress receives one line per phase (default: discarded).
 	Progress io.Writer
+	// sweepSeconds: in a rate sweep without --msgs, each rate publishes for this long (msgs = rate × it).
+	sweepSeconds float64
 	// Measured, if set, is called while the nodes of a run ("ours" or "raw") are up, right after the
 	// heap was measured (the CLI writes --memprofile there).
 	Measured func(which string)
 }
+
+// sweepSeconds is how long each rate of a sweep publishes when --msgs is not given (as the reference
+// baseline's knee runs did).
+const sweepSeconds = 4
 
 // Rate is the first (or only) rate.
 func (c Config) Rate() float64 {
@@ -141,6 +147,9 @@ func Run(ctx context.Context, name string, c Config) (*Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %v)", ErrUnknownScenario, name, Scenarios())
 	}
+	if len(c.Rates) > 1 && c.Msgs <= 0 {
+		c.sweepSeconds = sweepSeconds
+	}
 	c.fill(s.defaults)
 	if err := c.check(); err != nil {
 		return nil, err
@@ -158,6 +167,10 @@ func Run(ctx context.Context, name string, c Config) (*Result, error) {
 	}, res.Params...)
 	if len(c.Rates) == 1 {
 		res.Params = append(res.Params, Param{"rate", c.Rates[0]})
+	}
+	if c.sweepSeconds > 0 {
+		res.Params[2].Value = math.NaN() // msgs vary with the rate
+		res.Params = append(res.Params, Param{"sweep_seconds", c.sweepSeconds})
 	}
 	res.Params = append(res.Params,
 		Param{"publishers", float64(c.Publishers)},

@@ -10,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/madang-p2p/madang/identity"
@@ -303,6 +308,33 @@ func BenchmarkRoomMessagesLast50(b *testing.B) {
 		vs, err := svc.Messages(b.Context(), id, 50, "")
 		if err != nil || len(vs) != 50 {
 			b.Fatalf("%d messages, %v", len(vs), err)
+		}
+	}
+}
+
+// BenchmarkLoopbackRTT: one libp2p round trip (the ping protocol: 32 bytes each way) between two real
+// hosts on 127.0.0.1 over TCP with Noise and Yamux, the yardstick for "encrypt+decrypt well under one
+// network round trip" (compare ratchet.BenchmarkEncryptDecrypt and dm.BenchmarkEncryptDecrypt).
+func BenchmarkLoopbackRTT(b *testing.B) {
+	mk := func() host.Host {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = h.Close() })
+		return h
+	}
+	a, c := mk(), mk()
+	if err := a.Connect(b.Context(), peer.AddrInfo{ID: c.ID(), Addrs: c.Addrs()}); err != nil {
+		b.Fatal(err)
+	}
+	ps := ping.NewPingService(a)
+	_ = ping.NewPingService(c)
+	ch := ps.Ping(b.Context(), c.ID())
+	<-ch // warm up: stream negotiated
+	for b.Loop() {
+		if r := <-ch; r.Error != nil {
+			b.Fatal(r.Error)
 		}
 	}
 }

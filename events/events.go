@@ -50,7 +50,8 @@ type Event struct {
 // value is not usable; call NewBus. All methods are safe for concurrent use.
 type Bus struct {
 	mu   sync.Mutex
-	ring []Event // ring[(id-1)%len(ring)] holds event id while retained
+	ring []Event // ring[(id-1)%len(ring)] holds event id while retained; grows up to max
+	max  int     // retained events at most
 	last uint64  // ID of the last published event, 0 if none
 	subs map[*Subscription]struct{}
 }
@@ -61,8 +62,11 @@ func NewBus(capacity int) *Bus {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
+	// The ring grows on demand: an idle node (or one of hundreds in a simulation) does not pay for
+	// thousands of empty slots. Until it is full, len(ring) == last, so the indexing below holds.
 	return &Bus{
-		ring: make([]Event, capacity),
+		ring: make([]Event, 0, min(capacity, 64)),
+		max:  capacity,
 		subs: make(map[*Subscription]struct{}),
 	}
 }
@@ -87,7 +91,11 @@ func (b *Bus) Publish(typ string, data any) Event {
 	defer b.mu.Unlock()
 	b.last++
 	ev := Event{ID: b.last, Type: typ, Time: time.Now().UTC(), Data: raw}
-	b.ring[(ev.ID-1)%uint64(len(b.ring))] = ev
+	if len(b.ring) < b.max {
+		b.ring = append(b.ring, ev)
+	} else {
+		b.ring[(ev.ID-1)%uint64(len(b.ring))] = ev
+	}
 	for s := range b.subs {
 		if !s.matches(ev.Type) {
 			continue

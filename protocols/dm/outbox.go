@@ -56,11 +56,14 @@ func (s *Service) Kick(a identity.AccountID) {
 	}
 }
 
+// startWorker is called with s.mu held and s.runCtx set; the worker gets that context by value (Run clears
+// the field when it ends).
 func (s *Service) startWorker(a identity.AccountID, w *worker) {
+	ctx := s.runCtx
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.work(s.runCtx, a, w)
+		s.work(ctx, a, w)
 	}()
 }
 

@@ -336,13 +336,17 @@ func (r *roomRT) remember(id MsgID) {
 	r.recentMu.Lock()
 	defer r.recentMu.Unlock()
 	if r.recent == nil {
-		r.recent = make(map[MsgID]struct{}, recentCap)
-		r.recentRing = make([]MsgID, recentCap)
+		r.recent = make(map[MsgID]struct{})
 	}
-	old := r.recentRing[r.recentPos]
-	delete(r.recent, old)
-	r.recentRing[r.recentPos] = id
-	r.recentPos = (r.recentPos + 1) % recentCap
+	// The ring grows with the room's traffic up to recentCap and only then starts overwriting, so a
+	// quiet room does not hold recentCap slots (and their map) from its first message.
+	if len(r.recentRing) < recentCap {
+		r.recentRing = append(r.recentRing, id)
+	} else {
+		delete(r.recent, r.recentRing[r.recentPos])
+		r.recentRing[r.recentPos] = id
+		r.recentPos = (r.recentPos + 1) % recentCap
+	}
 	r.recent[id] = struct{}{}
 }
 

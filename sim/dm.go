@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -77,7 +78,25 @@ type dmOut struct {
 	direct, burst, mailbox *dmPhase
 	heapPerNode            float64
 	cpu                    Usage
-	stateDelivered         int // ours: messages the sender saw acked
+	stateDelivered         int                   // ours: messages the sender saw acked
+	bytes                  map[protocol.ID]int64 // stream bytes received during the direct and burst phases
+}
+
+// bytesPerMessage is the stream bytes received by any node during the direct and burst phases on the
+// protocols dm matches (or on all the others) per delivered message.
+func (o *dmOut) bytesPerMessage(dm bool) float64 {
+	var t int64
+	for p, v := range o.bytes {
+		if isDMProtocol(p) == dm {
+			t += v
+		}
+	}
+	return perOK(float64(t), o.direct.got+o.burst.got)
+}
+
+// isDMProtocol: the protocols that carry the messages and their acks (ours: direct and through a mailbox).
+func isDMProtocol(p protocol.ID) bool {
+	return p == dm.ProtocolID || p == rawDMProtocol
 }
 
 func runDM(ctx context.Context, c Config) (*Result, error) {
@@ -111,13 +130,15 @@ func runDM(ctx context.Context, c Config) (*Result, error) {
 	res.add("mailbox_p50_ms", Percentile(ml, 50), math.NaN(), "friend back online → message received")
 	res.add("mailbox_throughput_msgs_per_s", o.mailbox.throughput(), math.NaN(), "friend back online → last message received")
 	res.add("acked", frac(o.stateDelivered, o.direct.expected+o.burst.expected+o.mailbox.expected), math.NaN(), "share of all messages the sender saw delivered (signed ack)")
-	res.add("bytes_per_delivery", math.NaN(), math.NaN(), "not measured for dm")
+	res.add("bytes_per_delivery", o.bytesPerMessage(true), r.bytesPerMessage(true), "message stream bytes received, both directions (acks included)")
+	res.add("other_bytes_per_delivery", o.bytesPerMessage(false), r.bytesPerMessage(false), "everything else the nodes received meanwhile (DHT, identify, ...)")
 	res.add("dups_per_delivery", math.NaN(), math.NaN(), "not applicable")
 	res.add("heap_per_node_kib", o.heapPerNode/1024, r.heapPerNode/1024, "live heap after befriending")
 	res.add("cpu_per_message_us", perOK(float64(o.cpu.CPU)/1e3, o.direct.got+o.burst.got), perOK(float64(r.cpu.CPU)/1e3, r.direct.got+r.burst.got), "process CPU, direct and burst phases")
 	res.Ours = Series{Latencies: lo, Times: o.direct.coll.Times(), Expected: o.direct.expected}
 	res.Raw = Series{Latencies: lr, Times: r.direct.coll.Times(), Expected: r.direct.expected}
 	res.Params = []Param{{"pairs", float64(len(p.pairs))}}
+	res.Notes = append(res.Notes, bytesNote("ours", o.bytes), bytesNote("raw", r.bytes))
 	return res, nil
 }
 
@@ -165,7 +186,7 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	heap := heapInUse()
 	out := &dmOut{heapPerNode: float64(heap-min(heap, r.heap0)) / float64(p.n)}
 	c.measured("raw")
-	mark := markUsage()
+	mark, bytes0 := markUsage(), protoBytes(r.net)
 	send := func(ctx context.Context, pair [2]int, keys []string, pace time.Duration, cl *Collector) error {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		s, err := r.net.Hosts[pair[0]].NewStream(sctx, r.net.ID(pair[1]), rawDMProtocol)
@@ -205,7 +226,7 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	}); err != nil {
 		return nil, err
 	}
-	out.cpu = mark.since()
+	out.cpu, out.bytes = mark.since(), diffBytes(protoBytes(r.net), bytes0)
 	return out, nil
 }
 
@@ -316,7 +337,7 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		}
 		return nil
 	}
-	mark := markUsage()
+	mark, bytes0 := markUsage(), protoBytes(o.net)
 	if out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
 	}); err != nil {
@@ -330,7 +351,7 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	}); err != nil {
 		return nil, err
 	}
-	out.cpu = mark.since()
+	out.cpu, out.bytes = mark.since(), diffBytes(protoBytes(o.net), bytes0)
 	c.progress("dm: ours: direct %d/%d, burst %d/%d", out.direct.got, out.direct.expected, out.burst.got, out.burst.expected)
 
 	// Mailbox: the first pair's receiver goes offline; its friend sends; the messages wait in its relay's

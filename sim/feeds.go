@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -76,9 +77,6 @@ type feedsOut struct {
 func runFeeds(ctx context.Context, c Config) (*Result, error) {
 	if c.Publishers < 1 {
 		return nil, fmt.Errorf("%w: feeds needs at least one shop (--publishers)", ErrBadConfig)
-	}
-	if c.Spammers > 0 {
-		return nil, fmt.Errorf("%w: --spammers is not supported by the feeds scenario", ErrBadConfig)
 	}
 	topo := RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed)
 	plan := planDHT(c)
@@ -183,7 +181,10 @@ func linkVia(o *ours, ch ed25519.PublicKey, via int) (string, error) {
 func channelKey(id feed.ChannelID) (ed25519.PublicKey, error) { return feed.ParseID(string(id)) }
 
 func runFeedsOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan, ghs []string, lp psPlan, backlog int) (*feedsOut, *psMeasure, error) {
-	o, err := startOurs(ctx, c, c.Nodes, topo, netOpts{prefix: "/madang/feed/"})
+	// Hostile peers (--spammers) are in the network from the start, on the live plan's edges; they run
+	// Madang's gossip settings without validation and publish forged posts once the channel is live.
+	var spam spammers
+	o, err := startOurs(ctx, c, c.Nodes, lp.topo, netOpts{prefix: "/madang/feed/", extra: spam.add})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -270,13 +271,13 @@ func runFeedsOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan, gh
 	out.syncRate = float64(backlog) / time.Since(t0).Seconds()
 	c.progress("feeds: ours: %d entries synced at %.0f/s", backlog, out.syncRate)
 
-	live, err := runFeedsLive(ctx, c, o, svcs, lp, chans[0])
+	live, err := runFeedsLive(ctx, c, o, svcs, lp, chans[0], &spam)
 	return out, live, err
 }
 
 // runFeedsLive has every node follow shop 0's channel (breadth first, each through a neighbour that
 // already has it), trims the connections to the topology, and measures live posts.
-func runFeedsLive(ctx context.Context, c Config, o *ours, svcs []*feed.Service, p psPlan, ch feed.ChannelID) (*psMeasure, error) {
+func runFeedsLive(ctx context.Context, c Config, o *ours, svcs []*feed.Service, p psPlan, ch feed.ChannelID, spam *spammers) (*psMeasure, error) {
 	shop := p.publishers[0]
 	key, _ := channelKey(ch)
 	layers, parent := bfsParents(p.topo, p.n, shop)
@@ -305,6 +306,9 @@ func runFeedsLive(ctx context.Context, c Config, o *ours, svcs []*feed.Service, 
 	}
 	c.progress("feeds: ours: %d followers", p.n-1)
 	topic := feed.Topic(ch)
+	if err := spam.join(topic); err != nil {
+		return nil, err
+	}
 	if err := onTopology(ctx, c, o, p.topo, topic); err != nil {
 		return nil, err
 	}
@@ -332,7 +336,20 @@ func runFeedsLive(ctx context.Context, c Config, o *ours, svcs []*feed.Service, 
 		}
 		coll.Sent(strconv.FormatUint(e.Seq, 10), pub, t0)
 		return nil
-	}, nil, RepairWait)
+	}, func(ctx context.Context, s int) {
+		spamLoop(ctx, func(k int) error { return spam.publish(ctx, s-p.n, forgedEntry(k, c.Size)) })
+	}, RepairWait)
 	finishMeasureOurs(out, m, mark, o, topic)
 	return out, nil
+}
+
+// forgedEntry is a well-formed channel post signed by a throwaway key, not the channel's: the channel's
+// validator must reject it (and penalise whoever forwarded it).
+func forgedEntry(k, size int) []byte {
+	_, priv, _ := ed25519.GenerateKey(crand.Reader)
+	e, err := feed.SignEntry(priv, uint64(k+1), nil, time.Now(), feed.Draft{Kind: "post", Title: "forged", Body: strings.Repeat("s", max(size-40, 1))})
+	if err != nil {
+		return []byte("junk")
+	}
+	return e.Raw
 }

@@ -9,7 +9,7 @@ import (
 // TestFeedsShort runs the feeds scenario on 12 full nodes: every neighbourhood search finds its shop (ours
 // and raw), the backlog syncs completely, and every follower gets every live post.
 func TestFeedsShort(t *testing.T) {
-	res, err := Run(t.Context(), "feeds", Config{Nodes: 12, Msgs: 20, Rates: []float64{20}, Publishers: 2, Seed: 3,
+	res, err := Run(t.Context(), "feeds", Config{Nodes: 12, Msgs: 20, Rates: []float64{20}, Publishers: 2, Spammers: 1, Seed: 3,
 		Warmup: time.Second, Settle: 10 * time.Second, Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)
@@ -27,5 +27,11 @@ func TestFeedsShort(t *testing.T) {
 	}
 	if f := res.Figure("validations_per_delivery"); f.Ours < 0.95 || f.Ours > 1.1 {
 		t.Errorf("validations per delivery: %v, want 1", f.Ours)
+	}
+	if f := res.Figure("rejected_by_validator"); f.Ours < 1 {
+		t.Errorf("the channel validator rejected %v forged posts, want > 0", f.Ours)
+	}
+	if f := res.Figure("rejected"); f.Raw < 1 {
+		t.Errorf("raw rejected %v unsigned messages, want > 0", f.Raw)
 	}
 }

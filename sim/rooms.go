@@ -295,25 +295,12 @@ func bfsParents(t Topology, n, root int) (layers [][]int, parent []int) {
 }
 
 func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
-	var spam []*pubsub.Topic
-	var spamRouters []*gossip.Router
-	var mu sync.Mutex
+	var spam spammers
 	gl := &gossipLayer{}
 	// The room lives on the raw run's graph from the start (topologyOnly): members join through topology
 	// neighbours, and the DHT's dials outside the topology (refreshes, provides) fail instead of adding
 	// connections that would later have to be closed.
-	o, err := startOurs(ctx, c, p.n, p.topo, netOpts{prefix: room.TopicPrefix, tracer: gl.hook, topologyOnly: true, extra: func(ctx context.Context, i int, h host.Host) error {
-		// A hostile peer runs Madang's own gossip settings but no validation, and publishes forged room
-		// messages once it knows the room.
-		r, err := gossip.New(ctx, h, gossip.Options{})
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		spamRouters = append(spamRouters, r)
-		mu.Unlock()
-		return nil
-	}})
+	o, err := startOurs(ctx, c, p.n, p.topo, netOpts{prefix: room.TopicPrefix, tracer: gl.hook, topologyOnly: true, extra: spam.add})
 	if err != nil {
 		return nil, err
 	}
@@ -328,12 +315,8 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range spamRouters {
-		t, err := r.Join(id.Topic(), nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		spam = append(spam, t)
+	if err := spam.join(id.Topic()); err != nil {
+		return nil, err
 	}
 	// Measure on the topology, as the raw run does: drop the extra connections the DHT made.
 	if err := onTopology(ctx, c, o, p.topo, id.Topic()); err != nil {
@@ -374,7 +357,7 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 		gcoll.Sent(strconv.Itoa(k), pub, t0)
 		return nil
 	}, func(ctx context.Context, s int) {
-		spamLoop(ctx, func(k int) error { return spam[s-p.n].Publish(ctx, forgedItem(id, k, c.Size)) })
+		spamLoop(ctx, func(k int) error { return spam.publish(ctx, s-p.n, forgedItem(id, k, c.Size)) })
 	}, RepairWait)
 	out.syncBytes = dhtBytes(o.net, isRoomSync) - syncBefore
 	out.protoBytes = diffBytes(protoBytes(o.net), protoBefore)
@@ -491,4 +474,46 @@ func (g *gossipLayer) hook(i int, t *Tracer) {
 			c.Got(strconv.Itoa(k), i, now, true)
 		}
 	}
+}
+
+// spammers are hostile peers: Madang's own gossip settings but no validation; once they join a topic they
+// publish whatever the scenario forges.
+type spammers struct {
+	mu      sync.Mutex
+	routers []*gossip.Router
+	topics  []*pubsub.Topic
+}
+
+// add is a netOpts.extra: it starts the gossip router of hostile host i.
+func (s *spammers) add(ctx context.Context, _ int, h host.Host) error {
+	r, err := gossip.New(ctx, h, gossip.Options{})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.routers = append(s.routers, r)
+	s.mu.Unlock()
+	return nil
+}
+
+// join subscribes every hostile peer to topic (without a validator).
+func (s *spammers) join(topic string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.routers {
+		t, err := r.Join(topic, nil, nil)
+		if err != nil {
+			return fmt.Errorf("spammer joins %s: %w", topic, err)
+		}
+		s.topics = append(s.topics, t)
+	}
+	return nil
+}
+
+// publish sends data from hostile peer k on the topic it joined.
+func (s *spammers) publish(ctx context.Context, k int, data []byte) error {
+	s.mu.Lock()
+	t := s.topics[k]
+	s.mu.Unlock()
+	return t.Publish(ctx, data)
 }

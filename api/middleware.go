@@ -63,7 +63,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(rw, http.StatusForbidden, "cross_origin", "cross-origin request refused")
 		return
 	}
-	_, pattern = s.mux.Handler(r)
+	mux := s.routing()
+	_, pattern = mux.Handler(r)
 	if !s.isPublic(pattern) && !s.authorized(r) {
 		h.Set("WWW-Authenticate", "Bearer")
 		WriteError(rw, http.StatusUnauthorized, "unauthorized", "missing or invalid bearer token")
@@ -83,7 +84,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if pattern == "" {
 		rw.jsonErrors = true // the mux will answer 404 or 405
 	}
-	s.mux.ServeHTTP(rw, r)
+	mux.ServeHTTP(rw, r)
 }
 
 func (s *Server) isPublic(pattern string) bool {

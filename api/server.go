@@ -62,6 +62,14 @@ type Options struct {
 	MaxBodyBytes int64
 }
 
+// registration is one Handle call.
+type registration struct {
+	route   Route
+	pattern string
+	h       http.HandlerFunc
+	public  bool
+}
+
 // Route is a registered route: an HTTP method and a path in OpenAPI form
 // ("/api/v1/friends/{id}").
 type Route struct {
@@ -81,7 +89,6 @@ type Server struct {
 	allowedHosts map[string]bool
 	maxBody      int64
 	cop          *http.CrossOriginProtection
-	mux          *http.ServeMux
 	handler      http.Handler
 
 	// Adjustable by tests in this package.
@@ -89,11 +96,16 @@ type Server struct {
 	readTimeout  time.Duration
 	heartbeat    time.Duration
 
-	mu       sync.Mutex
-	routes   map[Route]bool  // value: public
-	public   map[string]bool // registered pattern string → public
-	spec     *spec
-	specYAML []byte // cached marshalled spec, nil when stale
+	mu     sync.Mutex
+	regs   []registration
+	public map[string]bool // public patterns; built with mux
+	spec   *specDoc
+
+	// mux routes requests. It is built from regs on first use (Handler, Serve
+	// or CheckSpec), so that a node that never serves its API (one of hundreds
+	// in a simulation) keeps only the registrations; routes registered later
+	// go straight into it.
+	mux atomic.Pointer[http.ServeMux]
 
 	serving  atomic.Bool
 	addr     atomic.Pointer[string]
@@ -109,7 +121,7 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "api")
-	sp, err := parseBaseSpec()
+	sp, err := baseDoc()
 	if err != nil {
 		panic(fmt.Sprintf("api: embedded openapi.yaml: %v", err)) // covered by tests
 	}
@@ -119,12 +131,9 @@ func New(opts Options) *Server {
 		allowedHosts: map[string]bool{},
 		maxBody:      opts.MaxBodyBytes,
 		cop:          http.NewCrossOriginProtection(),
-		mux:          http.NewServeMux(),
 		writeTimeout: defaultWriteTimeout,
 		readTimeout:  readTimeout,
 		heartbeat:    heartbeatInterval,
-		routes:       map[Route]bool{},
-		public:       map[string]bool{},
 		spec:         sp,
 		stop:         make(chan struct{}),
 	}
@@ -171,7 +180,10 @@ func New(opts Options) *Server {
 // Handle registers h for a Go ServeMux pattern that names a method, e.g.
 // "GET /api/v1/friends/{id}". The route requires the bearer token. It panics
 // on a malformed pattern, on a pattern without a method or with a host, and
-// on a duplicate or conflicting registration.
+// on a duplicate registration (also one that differs only in wildcard names).
+// Patterns that overlap without either being more specific (ServeMux's
+// conflict rule) make Handler panic and Serve and CheckSpec fail, or panic
+// here once the server is in use.
 func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.handle(pattern, h, false) }
 
 // HandlePublic is Handle for routes that need no token. They are still
@@ -187,14 +199,73 @@ func (s *Server) handle(pattern string, h http.HandlerFunc, public bool) {
 	if err != nil {
 		panic("api: " + err.Error())
 	}
+	// The pattern alone, checked by a throwaway mux: it panics on bad syntax.
+	http.NewServeMux().Handle(pattern, h)
+	shape := rt.shape()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.routes[rt]; dup {
-		panic(fmt.Sprintf("api: duplicate route %s (pattern %q)", rt, pattern))
+	for _, r := range s.regs {
+		if r.route.shape() == shape {
+			panic(fmt.Sprintf("api: duplicate route %s (pattern %q, registered as %q)", rt, pattern, r.pattern))
+		}
 	}
-	s.mux.Handle(pattern, h) // panics on conflicting patterns
-	s.routes[rt] = public
-	s.public[pattern] = public
+	if m := s.mux.Load(); m != nil {
+		m.Handle(pattern, h) // panics on conflicting patterns
+		if public {
+			s.public[pattern] = true
+		}
+	}
+	s.regs = append(s.regs, registration{route: rt, pattern: pattern, h: h, public: public})
+}
+
+// shape is the route with its wildcard names erased: two routes of the same
+// shape match the same requests.
+func (r Route) shape() string {
+	if !strings.Contains(r.Path, "{") {
+		return r.String()
+	}
+	segs := strings.Split(r.Path, "/")
+	for i, seg := range segs {
+		if strings.HasPrefix(seg, "{") {
+			segs[i] = "{}"
+		}
+	}
+	return r.Method + " " + strings.Join(segs, "/")
+}
+
+// routing returns the mux, building it from the registrations on first use.
+// It panics on conflicting patterns, as http.ServeMux does.
+func (s *Server) routing() *http.ServeMux {
+	if m := s.mux.Load(); m != nil {
+		return m
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mux.Load(); m != nil {
+		return m
+	}
+	m := http.NewServeMux()
+	public := map[string]bool{}
+	for _, r := range s.regs {
+		m.Handle(r.pattern, r.h)
+		if r.public {
+			public[r.pattern] = true
+		}
+	}
+	s.public = public
+	s.mux.Store(m)
+	return m
+}
+
+// buildRouting is routing with the conflict panic as an error.
+func (s *Server) buildRouting() (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("routes conflict: %v", v)
+		}
+	}()
+	s.routing()
+	return nil
 }
 
 // patternRoute converts "GET /a/{id}/{rest...}" to {GET /a/{id}/{rest}}.
@@ -209,6 +280,9 @@ func patternRoute(pattern string) (Route, error) {
 	}
 	if !strings.HasPrefix(path, "/") {
 		return Route{}, fmt.Errorf("pattern %q: path must start with / (no host patterns)", pattern)
+	}
+	if !strings.Contains(path, "{$}") && !strings.Contains(path, "...}") {
+		return Route{Method: method, Path: path}, nil // shares the pattern's bytes
 	}
 	segs := strings.Split(path, "/")
 	for i, seg := range segs {
@@ -227,9 +301,9 @@ func patternRoute(pattern string) (Route, error) {
 func (s *Server) Routes() []Route {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Route, 0, len(s.routes))
-	for rt := range s.routes {
-		out = append(out, rt)
+	out := make([]Route, 0, len(s.regs))
+	for _, r := range s.regs {
+		out = append(out, r.route)
 	}
 	slices.SortFunc(out, func(a, b Route) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
@@ -248,39 +322,39 @@ func (s *Server) Routes() []Route {
 func (s *Server) AddSpec(fragment []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.spec.merge(fragment); err != nil {
+	d, err := s.spec.merge(fragment)
+	if err != nil {
 		return fmt.Errorf("api: add spec: %w", err)
 	}
-	s.specYAML = nil
+	s.spec = d
 	return nil
 }
 
 // Spec returns the merged OpenAPI document as YAML.
 func (s *Server) Spec() []byte {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.specYAML == nil {
-		b, err := s.spec.marshal()
-		if err != nil {
-			// The document only holds values decoded from YAML.
-			panic(fmt.Sprintf("api: marshal spec: %v", err))
-		}
-		s.specYAML = b
-	}
-	return slices.Clone(s.specYAML)
+	d := s.spec
+	s.mu.Unlock()
+	return slices.Clone(d.marshal())
 }
 
 // CheckSpec reports, as one joined error, every registered route that the
 // spec does not document, every documented operation that is not
 // registered, every public route not marked `security: []` (and every token
-// route that is), and every local $ref that does not resolve. Call it in a
-// test after registering all features.
+// route that is), every local $ref that does not resolve, and routes whose
+// patterns conflict. Call it in a test after registering all features.
 func (s *Server) CheckSpec() error {
+	var errs []error
+	if err := s.buildRouting(); err != nil {
+		errs = append(errs, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
 	ops := s.spec.operations()
-	for rt, public := range s.routes {
+	registered := make(map[Route]bool, len(s.regs))
+	for _, r := range s.regs {
+		rt, public := r.route, r.public
+		registered[rt] = true
 		op, ok := ops[rt]
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: registered but not documented in the spec", rt))
@@ -296,7 +370,7 @@ func (s *Server) CheckSpec() error {
 		}
 	}
 	for rt := range ops {
-		if _, ok := s.routes[rt]; !ok {
+		if !registered[rt] {
 			errs = append(errs, fmt.Errorf("%s: documented in the spec but not registered", rt))
 		}
 	}
@@ -309,8 +383,12 @@ func (s *Server) CheckSpec() error {
 	return fmt.Errorf("api: spec and routes disagree:\n%w", errors.Join(sortErrors(errs)...))
 }
 
-// Handler returns the server's complete handler, middleware included.
-func (s *Server) Handler() http.Handler { return s.handler }
+// Handler returns the server's complete handler, middleware included. It
+// panics if registered patterns conflict.
+func (s *Server) Handler() http.Handler {
+	s.routing()
+	return s.handler
+}
 
 // Addr returns the address Serve is listening on, or "" before Serve.
 func (s *Server) Addr() string {
@@ -330,6 +408,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if !s.serving.CompareAndSwap(false, true) {
 		return errors.New("api: serve: already serving")
+	}
+	if err := s.buildRouting(); err != nil {
+		return fmt.Errorf("api: serve: %w", err)
 	}
 	addr := ln.Addr().String()
 	s.addr.Store(&addr)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"crypto/sha256"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"weak"
 
 	"gopkg.in/yaml.v3"
 )
@@ -25,20 +28,75 @@ var pathItemFields = []string{"summary", "description", "parameters", "servers"}
 // componentSections are the OpenAPI 3.0 components keys.
 var componentSections = []string{"schemas", "responses", "parameters", "examples", "requestBodies", "headers", "securitySchemes", "links", "callbacks"}
 
-// spec is the merged OpenAPI document. Not safe for concurrent use; Server
-// guards it.
-type spec struct {
+// specDoc is one merged OpenAPI document. It is immutable once built and
+// shared: every server that added the same fragments in the same order (every
+// node of a process does) holds the same *specDoc, so a node costs a pointer
+// rather than its own parse of the YAML. key names the document: the SHA-256
+// of the base spec, then of (parent key, fragment SHA-256) for each merge.
+type specDoc struct {
+	key [sha256.Size]byte
 	doc map[string]any
+
+	yamlOnce sync.Once
+	yaml     []byte // the marshalled document, built on the first request
 }
 
-func parseBaseSpec() (*spec, error) {
+// Parsed fragments, by the SHA-256 of their bytes, shared process-wide: the
+// fragments are the features' embedded files, so there are a handful of them.
+// Nothing is cached past maxCachedFragments (an unusual caller feeding
+// generated fragments gets correct results, parsed every time).
+var fragments = struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]map[string]any
+}{m: map[[sha256.Size]byte]map[string]any{}}
+
+const maxCachedFragments = 256
+
+// Merged documents by key, held weakly: a document lives as long as a server
+// uses it, and the next server that merges the same fragments in the same
+// order picks it up instead of building its own. Dead entries are swept when
+// the map has doubled since the last sweep.
+var docs = struct {
+	sync.Mutex
+	m     map[[sha256.Size]byte]weak.Pointer[specDoc]
+	swept int
+}{m: map[[sha256.Size]byte]weak.Pointer[specDoc]{}}
+
+func lookupDoc(key [sha256.Size]byte) *specDoc {
+	docs.Lock()
+	defer docs.Unlock()
+	return docs.m[key].Value()
+}
+
+// shareDoc records d and returns the document to use: d, or an equal one that
+// another server recorded first.
+func shareDoc(d *specDoc) *specDoc {
+	docs.Lock()
+	defer docs.Unlock()
+	if old := docs.m[d.key].Value(); old != nil {
+		return old
+	}
+	if len(docs.m) >= 2*max(docs.swept, 16) {
+		for k, wp := range docs.m {
+			if wp.Value() == nil {
+				delete(docs.m, k)
+			}
+		}
+		docs.swept = len(docs.m)
+	}
+	docs.m[d.key] = weak.Make(d)
+	return d
+}
+
+// baseDoc is the built-in document (api/openapi.yaml), parsed once.
+var baseDoc = sync.OnceValues(func() (*specDoc, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(baseSpec, &doc); err != nil {
 		return nil, fmt.Errorf("parse base spec: %w", err)
 	}
 	doc, _ = normalise(doc).(map[string]any)
-	return &spec{doc: doc}, nil
-}
+	return &specDoc{key: sha256.Sum256(baseSpec), doc: doc}, nil
+})
 
 // normalise turns every mapping into map[string]any: YAML decodes a mapping
 // with non-string keys (responses: {200: …}) as map[any]any, and OpenAPI
@@ -66,35 +124,74 @@ func normalise(v any) any {
 	}
 }
 
-// merge adds fragment's paths, components and tags to the document. It is
-// atomic: on error nothing is changed.
-func (s *spec) merge(fragment []byte) error {
-	var frag map[string]any
+// merge returns the document with fragment's paths, components and tags
+// added. d is not changed (on error nothing is).
+func (d *specDoc) merge(fragment []byte) (*specDoc, error) {
+	sum := sha256.Sum256(fragment)
+	h := sha256.New()
+	h.Write(d.key[:])
+	h.Write(sum[:])
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	if m := lookupDoc(key); m != nil {
+		return m, nil
+	}
+	frag, err := parseFragment(fragment, sum)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := mergeDoc(d.doc, frag)
+	if err != nil {
+		return nil, err
+	}
+	return shareDoc(&specDoc{key: key, doc: doc}), nil
+}
+
+// parseFragment parses and normalises a fragment and checks its top level.
+// The result is shared and must not be modified.
+func parseFragment(fragment []byte, sum [sha256.Size]byte) (map[string]any, error) {
+	fragments.Lock()
+	frag, ok := fragments.m[sum]
+	fragments.Unlock()
+	if ok {
+		return frag, nil
+	}
 	if err := yaml.Unmarshal(fragment, &frag); err != nil {
-		return fmt.Errorf("parse fragment: %w", err)
+		return nil, fmt.Errorf("parse fragment: %w", err)
 	}
 	frag, _ = normalise(frag).(map[string]any)
 	if len(frag) == 0 {
-		return errors.New("empty fragment")
+		return nil, errors.New("empty fragment")
 	}
 	for k := range frag {
 		switch k {
 		case "paths", "components", "tags", "openapi", "info":
 		default:
-			return fmt.Errorf("fragment has top-level key %q; only paths, components and tags are merged", k)
+			return nil, fmt.Errorf("fragment has top-level key %q; only paths, components and tags are merged", k)
 		}
 	}
 	if v, ok := frag["openapi"]; ok {
 		if vs, _ := v.(string); !strings.HasPrefix(vs, "3.0.") {
-			return fmt.Errorf("fragment is openapi %v, want 3.0.x", v)
+			return nil, fmt.Errorf("fragment is openapi %v, want 3.0.x", v)
 		}
 	}
+	fragments.Lock()
+	if len(fragments.m) < maxCachedFragments {
+		fragments.m[sum] = frag
+	}
+	fragments.Unlock()
+	return frag, nil
+}
 
+// mergeDoc returns a new document: doc with frag's paths, components and tags
+// added. Neither doc nor frag is modified; the result shares their unchanged
+// parts.
+func mergeDoc(doc, frag map[string]any) (map[string]any, error) {
 	var errs []error
-	paths := s.section("paths")
+	paths, _ := doc["paths"].(map[string]any)
 	fragPaths, err := asMap(frag["paths"], "paths")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	newPaths := make(map[string]map[string]any, len(fragPaths))
 	for p, item := range fragPaths {
@@ -135,10 +232,10 @@ func (s *spec) merge(fragment []byte) error {
 		newPaths[p] = merged
 	}
 
-	comps := s.section("components")
+	comps, _ := doc["components"].(map[string]any)
 	fragComps, err := asMap(frag["components"], "components")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	newComps := make(map[string]map[string]any, len(fragComps))
 	for sec, defs := range fragComps {
@@ -165,7 +262,7 @@ func (s *spec) merge(fragment []byte) error {
 		newComps[sec] = merged
 	}
 
-	tags, _ := s.doc["tags"].([]any)
+	tags, _ := doc["tags"].([]any)
 	fragTags, _ := frag["tags"].([]any)
 	if frag["tags"] != nil && fragTags == nil {
 		errs = append(errs, errors.New("tags must be a list"))
@@ -184,35 +281,30 @@ func (s *spec) merge(fragment []byte) error {
 	}
 
 	if len(errs) > 0 {
-		return errors.Join(sortErrors(errs)...)
+		return nil, errors.Join(sortErrors(errs)...)
 	}
+	out := maps.Clone(doc)
+	outPaths := cloneMap(paths)
 	for p, item := range newPaths {
-		paths[p] = item
+		outPaths[p] = item
 	}
+	out["paths"] = outPaths
+	outComps := cloneMap(comps)
 	for sec, defs := range newComps {
-		comps[sec] = defs
+		outComps[sec] = defs
 	}
+	out["components"] = outComps
 	if len(newTags) > 0 {
-		s.doc["tags"] = newTags
+		out["tags"] = newTags
 	}
-	return nil
-}
-
-// section returns the top-level map key, creating it if needed.
-func (s *spec) section(key string) map[string]any {
-	m, ok := s.doc[key].(map[string]any)
-	if !ok {
-		m = map[string]any{}
-		s.doc[key] = m
-	}
-	return m
+	return out, nil
 }
 
 // operations returns the documented operations keyed "METHOD path" with
 // their operation objects.
-func (s *spec) operations() map[Route]map[string]any {
+func (d *specDoc) operations() map[Route]map[string]any {
 	ops := map[Route]map[string]any{}
-	paths, _ := s.doc["paths"].(map[string]any)
+	paths, _ := d.doc["paths"].(map[string]any)
 	for p, item := range paths {
 		im, _ := item.(map[string]any)
 		for k, op := range im {
@@ -227,7 +319,7 @@ func (s *spec) operations() map[Route]map[string]any {
 
 // danglingRefs lists the local $ref values ("#/components/…") that do not
 // resolve.
-func (s *spec) danglingRefs() []string {
+func (d *specDoc) danglingRefs() []string {
 	var bad []string
 	var walk func(v any)
 	walk = func(v any) {
@@ -235,7 +327,7 @@ func (s *spec) danglingRefs() []string {
 		case map[string]any:
 			for k, x := range v {
 				if ref, ok := x.(string); ok && k == "$ref" {
-					if !s.resolves(ref) {
+					if !d.resolves(ref) {
 						bad = append(bad, ref)
 					}
 					continue
@@ -248,17 +340,17 @@ func (s *spec) danglingRefs() []string {
 			}
 		}
 	}
-	walk(s.doc)
+	walk(d.doc)
 	slices.Sort(bad)
 	return slices.Compact(bad)
 }
 
-func (s *spec) resolves(ref string) bool {
+func (d *specDoc) resolves(ref string) bool {
 	rest, ok := strings.CutPrefix(ref, "#/")
 	if !ok {
 		return true // external references are not checked
 	}
-	var cur any = s.doc
+	var cur any = d.doc
 	for _, tok := range strings.Split(rest, "/") {
 		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
 		m, ok := cur.(map[string]any)
@@ -272,8 +364,17 @@ func (s *spec) resolves(ref string) bool {
 	return true
 }
 
-func (s *spec) marshal() ([]byte, error) {
-	return yaml.Marshal(s.doc)
+// marshal returns the document as YAML, marshalled once per document.
+func (d *specDoc) marshal() []byte {
+	d.yamlOnce.Do(func() {
+		b, err := yaml.Marshal(d.doc)
+		if err != nil {
+			// The document only holds values decoded from YAML.
+			panic(fmt.Sprintf("api: marshal spec: %v", err))
+		}
+		d.yaml = b
+	})
+	return d.yaml
 }
 
 // cloneMap is a shallow copy that is never nil.

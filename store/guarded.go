@@ -78,6 +78,9 @@ func (g guarded) Sync(ctx context.Context, prefix ds.Key) error {
 		return err
 	}
 	defer g.s.release()
+	if g.s.inMemory {
+		return nil // nothing to sync to, and no write-ahead log to sync
+	}
 	return g.d.Sync(ctx, prefix)
 }
 

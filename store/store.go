@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -30,10 +31,52 @@ var ErrClosed = errors.New("store: closed")
 
 // Options tune the store.
 type Options struct {
-	// CacheMiB is the size of pebble's block cache; 0 uses pebble's default.
+	// CacheMiB is the size of pebble's block cache; 0 uses pebble's default. In-memory stores ignore it and
+	// share one block cache of memCacheSize.
 	CacheMiB int
-	// InMemory keeps everything in memory (simulations, benchmarks); dir is ignored.
+	// InMemory keeps everything in memory (simulations, benchmarks); dir is ignored. There is no disk to make
+	// writes durable on, so the store runs without a write-ahead log and the *Sync variants are the plain
+	// ones.
 	InMemory bool
+}
+
+// In-memory stores (hundreds in one simulation process) share one block cache and one file cache instead of
+// each building its own, and keep small memtables: their data lives in memory either way.
+const (
+	memCacheSize     = 32 << 20
+	memFileCacheSize = 4096
+	memTableSize     = 256 << 10
+)
+
+// memCaches are the shared caches, alive while an in-memory store is open (the file cache runs goroutines).
+var memCaches struct {
+	sync.Mutex
+	stores int
+	cache  *pebble.Cache
+	files  *pebble.FileCache
+}
+
+// acquireMemCaches returns the shared caches for one more in-memory store; pebble.Open takes its own
+// references, the store's is dropped by releaseMemCaches.
+func acquireMemCaches() (*pebble.Cache, *pebble.FileCache) {
+	memCaches.Lock()
+	defer memCaches.Unlock()
+	if memCaches.stores == 0 {
+		memCaches.cache = pebble.NewCache(memCacheSize)
+		memCaches.files = pebble.NewFileCache(runtime.GOMAXPROCS(0), memFileCacheSize)
+	}
+	memCaches.stores++
+	return memCaches.cache, memCaches.files
+}
+
+func releaseMemCaches() {
+	memCaches.Lock()
+	defer memCaches.Unlock()
+	if memCaches.stores--; memCaches.stores == 0 {
+		memCaches.files.Unref()
+		memCaches.cache.Unref()
+		memCaches.files, memCaches.cache = nil, nil
+	}
 }
 
 // Store is the node's database.
@@ -42,6 +85,9 @@ type Store struct {
 	dsv   *pebbleds.Datastore
 	mu    sync.Mutex
 	taken map[string]bool
+	// durable are the write options of the *Sync variants: pebble.Sync on disk, pebble.NoSync in memory.
+	durable  *pebble.WriteOptions
+	inMemory bool
 
 	// life guards every use of db against Close: pebble panics when used after Close, and late callers
 	// (a stream handler still finishing while the node shuts down) must get ErrClosed instead.
@@ -62,15 +108,28 @@ func (s *Store) acquire() error {
 func (s *Store) release() { s.life.RUnlock() }
 
 // Open opens (creating if needed) the store in dir.
-func Open(dir string, o Options) (*Store, error) {
-	po := &pebble.Options{Logger: quietLogger{}}
-	if o.CacheMiB > 0 {
+func Open(dir string, o Options) (*Store, error) { return open(dir, o, nil) }
+
+// open is Open; a non-nil diskFS replaces the real disk (tests count syncs with it).
+func open(dir string, o Options, diskFS vfs.FS) (_ *Store, err error) {
+	po := &pebble.Options{Logger: quietLogger{}, FS: diskFS}
+	durable := pebble.Sync
+	switch {
+	case o.InMemory:
+		po.FS = vfs.NewMem()
+		po.DisableWAL = true
+		po.MemTableSize = memTableSize
+		po.Cache, po.FileCache = acquireMemCaches()
+		defer func() {
+			if err != nil {
+				releaseMemCaches()
+			}
+		}()
+		durable = pebble.NoSync
+		dir = ""
+	case o.CacheMiB > 0:
 		po.Cache = pebble.NewCache(int64(o.CacheMiB) << 20)
 		defer po.Cache.Unref() // pebble.Open takes its own reference
-	}
-	if o.InMemory {
-		po.FS = vfs.NewMem()
-		dir = ""
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
@@ -81,7 +140,7 @@ func Open(dir string, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open datastore view: %w", err)
 	}
-	return &Store{db: db, dsv: dsv, taken: map[string]bool{}}, nil
+	return &Store{db: db, dsv: dsv, taken: map[string]bool{}, durable: durable, inMemory: o.InMemory}, nil
 }
 
 // Close flushes and closes the database.
@@ -92,7 +151,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	if err := s.dsv.Close(); err != nil {
+	err := s.dsv.Close()
+	if s.inMemory {
+		releaseMemCaches()
+	}
+	if err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
@@ -160,8 +223,9 @@ func (n *NS) Has(k string) (bool, error) {
 // Put writes k without waiting for the disk.
 func (n *NS) Put(k string, v []byte) error { return n.set(k, v, pebble.NoSync) }
 
-// PutSync writes k and fsyncs the write-ahead log before returning.
-func (n *NS) PutSync(k string, v []byte) error { return n.set(k, v, pebble.Sync) }
+// PutSync writes k and fsyncs the write-ahead log before returning (in an in-memory store, which has neither
+// disk nor log, it is Put).
+func (n *NS) PutSync(k string, v []byte) error { return n.set(k, v, n.s.durable) }
 
 func (n *NS) set(k string, v []byte, wo *pebble.WriteOptions) error {
 	if err := n.s.acquire(); err != nil {
@@ -178,7 +242,7 @@ func (n *NS) set(k string, v []byte, wo *pebble.WriteOptions) error {
 func (n *NS) Delete(k string) error { return n.del(k, pebble.NoSync) }
 
 // DeleteSync removes k durably.
-func (n *NS) DeleteSync(k string) error { return n.del(k, pebble.Sync) }
+func (n *NS) DeleteSync(k string) error { return n.del(k, n.s.durable) }
 
 func (n *NS) del(k string, wo *pebble.WriteOptions) error {
 	if err := n.s.acquire(); err != nil {
@@ -317,11 +381,11 @@ func (b *Batch) Delete(n *NS, k string) error {
 // Len is the number of operations in the batch.
 func (b *Batch) Len() int { return int(b.b.Count()) }
 
-// Commit applies the batch atomically; with sync the WAL is fsynced before returning.
+// Commit applies the batch atomically; with sync the WAL is fsynced before returning (on disk).
 func (b *Batch) Commit(sync bool) error {
 	wo := pebble.NoSync
 	if sync {
-		wo = pebble.Sync
+		wo = b.s.durable
 	}
 	if err := b.s.acquire(); err != nil {
 		_ = b.b.Close()

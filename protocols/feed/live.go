@@ -175,10 +175,7 @@ const headRefreshDelay = 3 * time.Second
 // refreshHeadSoon makes a pinning relay fetch the channel's newest head record from the DHT shortly after
 // live entries arrived, so that the record it republishes (and its card) stay current.
 func (s *Service) refreshHeadSoon(ch *channel) {
-	select {
-	case s.heads <- ch.log.id:
-	default:
-	}
+	s.heads.push(ch.log.id)
 }
 
 // headRefresher collects channels from refreshHeadSoon and refreshes their head records after
@@ -192,11 +189,14 @@ func (s *Service) headRefresher(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case id := <-s.heads:
-			if len(due) == 0 {
+		case <-s.heads.ready:
+			ids := s.heads.drain()
+			if len(due) == 0 && len(ids) > 0 {
 				t.Reset(headRefreshDelay)
 			}
-			due[id] = true
+			for _, id := range ids {
+				due[id] = true
+			}
 		case <-t.C:
 			for id := range due {
 				if h, err := s.resolveHead(ctx, id); err == nil {

@@ -109,10 +109,10 @@ type Service struct {
 	chans map[ChannelID]*channel
 	ops   uint64
 
-	syncQ   chan ChannelID
-	queued  map[ChannelID][]peer.ID
-	publish chan ChannelID
-	heads   chan ChannelID
+	syncQ   *idQueue                // channels to sync, in order
+	queued  map[ChannelID][]peer.ID // channels in syncQ, with peers to try first
+	publish *idQueue                // channels whose head record and card to publish now
+	heads   *idQueue                // channels whose head record to refresh from the DHT
 }
 
 type channel struct {
@@ -158,8 +158,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	s := &Service{
 		o: o, db: &db{st: o.Store, ns: o.NS}, log: o.Log.With("component", "channels"), ctx: cctx, cancel: cancel,
-		chans: map[ChannelID]*channel{}, syncQ: make(chan ChannelID, 1024), queued: map[ChannelID][]peer.ID{},
-		publish: make(chan ChannelID, 1024), heads: make(chan ChannelID, 1024),
+		chans: map[ChannelID]*channel{}, syncQ: newIDQueue(), queued: map[ChannelID][]peer.ID{},
+		publish: newIDQueue(), heads: newIDQueue(),
 	}
 	s.prov = directory.NewRepublisher(o.Routing, s.log, directory.Options{Republish: o.Republish})
 	if o.Directory != nil {
@@ -667,12 +667,7 @@ func (s *Service) Log(id ChannelID) (*Log, error) {
 
 // --- head records, providing, cards ---
 
-func (s *Service) kickPublish(id ChannelID) {
-	select {
-	case s.publish <- id:
-	default:
-	}
-}
+func (s *Service) kickPublish(id ChannelID) { s.publish.push(id) }
 
 // publisher puts head records and announces cards: for each kicked channel at once, and for all of them
 // every Republish interval.
@@ -683,17 +678,8 @@ func (s *Service) publisher(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-s.publish:
-			pending := map[ChannelID]bool{id: true}
-			for more := true; more; {
-				select {
-				case id := <-s.publish:
-					pending[id] = true
-				default:
-					more = false
-				}
-			}
-			for id := range pending {
+		case <-s.publish.ready:
+			for _, id := range s.publish.drain() {
 				s.mu.Lock()
 				ch := s.chans[id]
 				s.mu.Unlock()

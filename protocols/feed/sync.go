@@ -20,15 +20,8 @@ func (s *Service) requestSync(id ChannelID, hints ...peer.ID) {
 	prev, queued := s.queued[id]
 	s.queued[id] = append(prev, hints...)
 	s.mu.Unlock()
-	if queued {
-		return
-	}
-	select {
-	case s.syncQ <- id:
-	default:
-		s.mu.Lock()
-		delete(s.queued, id)
-		s.mu.Unlock()
+	if !queued {
+		s.syncQ.push(id)
 	}
 }
 
@@ -37,7 +30,11 @@ func (s *Service) syncWorker(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-s.syncQ:
+		case <-s.syncQ.ready:
+			id, ok := s.syncQ.pop()
+			if !ok {
+				continue
+			}
 			s.mu.Lock()
 			hints := s.queued[id]
 			delete(s.queued, id)

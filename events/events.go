@@ -62,10 +62,9 @@ func NewBus(capacity int) *Bus {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	// The ring grows on demand: an idle node (or one of hundreds in a simulation) does not pay for
-	// thousands of empty slots. Until it is full, len(ring) == last, so the indexing below holds.
+	// The ring grows on demand (append): an idle node (or one of hundreds in a simulation) does not pay
+	// for empty slots. Until it is full, len(ring) == last, so the indexing below holds.
 	return &Bus{
-		ring: make([]Event, 0, min(capacity, 64)),
 		max:  capacity,
 		subs: make(map[*Subscription]struct{}),
 	}

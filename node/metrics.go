@@ -1,16 +1,26 @@
 package node
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// processCollectors report the Go runtime and the OS process, which every node of a process shares (one in a
+// daemon, hundreds in a simulation): one instance of each is registered on every node's registry.
+var processCollectors = sync.OnceValue(func() []prometheus.Collector {
+	return []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+})
+
 // registerMetrics adds the node-level madang_ metrics next to libp2p's own (libp2p_*), which the host
 // registers on the same registry.
 func (n *Node) registerMetrics() {
+	n.Metrics.MustRegister(processCollectors()...)
 	n.Metrics.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "madang_peers_connected", Help: "Peers with at least one open connection.",
 		}, func() float64 { return float64(len(n.Host.Network().Peers())) }),

@@ -11,6 +11,7 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -94,7 +95,19 @@ type Options struct {
 	Republish time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed Provide (default 2 s and 10 min).
 	RetryMin, RetryMax time.Duration
+	// LookupGrace is the longest a lookup that already holds a verified card still waits for slower
+	// providers (default DefaultLookupGrace).
+	LookupGrace time.Duration
 }
+
+// DefaultLookupGrace bounds how long one silent or slow provider can hold up a lookup that already has
+// an answer: without it a single hostile provider of a popular key would delay every search by a whole
+// StreamTimeout. Within it, the wait is three times as long as the first answer took, at least
+// minLookupGrace: on a fast network stragglers get little time, on a slow one more.
+const (
+	DefaultLookupGrace = 2 * time.Second
+	minLookupGrace     = 250 * time.Millisecond
+)
 
 // Service announces, serves and looks up cards.
 type Service struct {
@@ -103,7 +116,8 @@ type Service struct {
 	ns  *store.NS
 	log *slog.Logger
 
-	rep *Republisher
+	rep   *Republisher
+	grace time.Duration
 
 	mu    sync.Mutex
 	kinds map[string]Verifier
@@ -122,7 +136,7 @@ func New(h host.Host, r Routing, ns *store.NS, log *slog.Logger, opts ...Options
 	}
 	log = log.With("component", "directory")
 	s := &Service{
-		h: h, r: r, ns: ns, log: log, rep: NewRepublisher(r, log, o),
+		h: h, r: r, ns: ns, log: log, rep: NewRepublisher(r, log, o), grace: cmp.Or(o.LookupGrace, DefaultLookupGrace),
 		kinds: map[string]Verifier{}, held: map[string]map[string]*pb.Held{},
 	}
 	s.load()
@@ -307,7 +321,9 @@ func (s *Service) Provided(key string) bool { return s.rep.Provided(key) }
 // Lookup finds the cards announced under key: the cards held locally plus those of up to MaxProviders DHT
 // providers, each verified with its kind's verifier, deduplicated by kind and id (newest kept), newest
 // first, at most limit (DefaultLimit if 0, at most MaxResponseCards). The whole lookup is bounded by
-// FindTimeout; it fails only if the key is invalid or ctx ends before anything was found.
+// FindTimeout and each provider by StreamTimeout; once the provider search has ended and a verified card is
+// in hand, providers still answering get the lookup grace (Options.LookupGrace) and are then dropped. It
+// fails only if the key is invalid or ctx ends before anything was found.
 func (s *Service) Lookup(ctx context.Context, key string, limit int) ([]Card, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -316,11 +332,15 @@ func (s *Service) Lookup(ctx context.Context, key string, limit int) ([]Card, er
 		limit = DefaultLimit
 	}
 	limit = min(limit, MaxResponseCards)
+	start := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, FindTimeout)
 	defer cancel()
 
 	var mu sync.Mutex
 	best := map[string]Card{}
+	have := make(chan struct{})
+	var haveOnce sync.Once
 	add := func(c Card) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -328,10 +348,13 @@ func (s *Service) Lookup(ctx context.Context, key string, limit int) ([]Card, er
 		if old, ok := best[k]; !ok || c.Updated.After(old.Updated) {
 			best[k] = c
 		}
+		haveOnce.Do(func() { close(have) })
 	}
 	for _, c := range s.Held(key) {
 		add(c)
 	}
+	fetchCtx, stopFetches := context.WithCancel(ctx)
+	defer stopFetches()
 	sem := make(chan struct{}, fetchConcurrency)
 	var wg sync.WaitGroup
 	for ai := range s.r.FindProvidersAsync(ctx, KeyCID(key), MaxProviders) { // drained until closed
@@ -339,9 +362,13 @@ func (s *Service) Lookup(ctx context.Context, key string, limit int) ([]Card, er
 			continue
 		}
 		wg.Go(func() {
-			sem <- struct{}{}
+			select {
+			case sem <- struct{}{}:
+			case <-fetchCtx.Done():
+				return
+			}
 			defer func() { <-sem }()
-			cards, err := s.fetch(ctx, ai, key, limit)
+			cards, err := s.fetch(fetchCtx, ai, key, limit)
 			if err != nil {
 				s.log.Debug("Directory fetch failed", "peer", ai.ID, "err", err)
 			}
@@ -350,17 +377,34 @@ func (s *Service) Lookup(ctx context.Context, key string, limit int) ([]Card, er
 			}
 		})
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }() // ends once every fetch has; awaited below
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-have:
+		t := time.NewTimer(min(s.grace, max(minLookupGrace, 3*time.Since(start))))
+		select {
+		case <-done:
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	stopFetches()
+	<-done
+	mu.Lock()
 	out := make([]Card, 0, len(best))
 	for _, c := range best {
 		out = append(out, c)
 	}
+	mu.Unlock()
 	sortCards(out)
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	if len(out) == 0 && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("directory lookup: %w", ctx.Err())
+	if err := parent.Err(); len(out) == 0 && err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("directory lookup: %w", err)
 	}
 	return out, nil
 }
@@ -385,6 +429,9 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo, key string, limit
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(StreamTimeout))
+	// Not every transport honours deadlines (and a lookup may give up sooner): the context ends the stream.
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
 	if err := pbio.NewDelimitedWriter(st).WriteMsg(&pb.Request{Key: key, Limit: uint32(limit)}); err != nil {
 		_ = st.Reset()
 		return nil, fmt.Errorf("directory fetch: write: %w", err)

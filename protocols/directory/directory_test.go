@@ -14,8 +14,10 @@ import (
 	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/libp2p/go-msgio/pbio"
 
 	"github.com/madang-p2p/madang/protocols/directory/pb"
 	"github.com/madang-p2p/madang/store"
@@ -315,4 +317,58 @@ func mocknetHost(t testing.TB) host.Host {
 	}
 	t.Cleanup(func() { _ = mn.Close() })
 	return mn.Hosts()[0]
+}
+
+// TestLookupNotHeldBySilentProvider: a hostile peer that provides the key and then never answers must not
+// hold the lookup for the whole stream deadline once an honest provider has answered.
+func TestLookupNotHeldBySilentProvider(t *testing.T) {
+	dirs := mockDirs(t, 4)
+	k := newKey(t)
+	if err := dirs[0].Announce("k", "test", testCard(k, "ok", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return dirs[0].Provided("k") }, "provided")
+
+	// dirs[1] turns silent: it still provides the key, but its directory handler reads the request and
+	// then never answers.
+	silent := dirs[1]
+	asked := make(chan struct{}, 4)
+	silent.h.SetStreamHandler(ProtocolID, func(st network.Stream) {
+		var req pb.Request
+		if err := pbio.NewDelimitedReader(st, maxRequestBytes).ReadMsg(&req); err != nil {
+			_ = st.Reset()
+			return
+		}
+		asked <- struct{}{}
+		select { // silent until the test ends (bounded, so that a lookup that waits for it still ends)
+		case <-t.Context().Done():
+		case <-time.After(2 * StreamTimeout):
+		}
+		_ = st.Reset()
+	})
+	silent.rep.Add("k", KeyCID("k"))
+	waitFor(t, 10*time.Second, func() bool { return silent.Provided("k") }, "silent peer provided")
+
+	asker := dirs[3]
+	asker.grace = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), StreamTimeout+5*time.Second)
+	defer cancel()
+	start := time.Now()
+	cards, err := asker.Lookup(ctx, "k", 10)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cards) != 1 || cards[0].ID != fmt.Sprintf("%x", k.Public()) {
+		t.Fatalf("got %d cards, want the honest one", len(cards))
+	}
+	// The bound is the behaviour under test (grace, not the stream deadline), with a wide margin.
+	if took >= StreamTimeout {
+		t.Fatalf("lookup took %v: held by the silent provider for the whole stream deadline", took)
+	}
+	select {
+	case <-asked:
+	default:
+		t.Fatal("the lookup never asked the silent provider: the test proves nothing")
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/madang-p2p/madang/node"
 	"github.com/madang-p2p/madang/protocols/directory"
 )
 
@@ -73,19 +74,18 @@ type lookupStats struct {
 	rtSize, conns       float64
 	holdersPerKey       float64
 	lookupErrs, timeout int
+	// ours with --spammers: directory requests the hostile peers answered with forged cards / left hanging
+	spamForged, spamStalled int64
 }
 
 // lookupFn performs one lookup of key k from looker and reports whether the publisher was found.
 type lookupFn func(ctx context.Context, looker, k int) (bool, error)
 
 func runDHT(ctx context.Context, c Config) (*Result, error) {
-	if c.Spammers > 0 {
-		return nil, fmt.Errorf("%w: --spammers is not supported by the dht scenario", ErrBadConfig)
-	}
 	if c.Publishers < 1 {
 		return nil, fmt.Errorf("%w: dht needs at least one publisher", ErrBadConfig)
 	}
-	topo := RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed)
+	topo := withSpammers(RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed), c, rand.New(rand.NewPCG(uint64(c.Seed), 0x5a7)))
 	plan := planDHT(c)
 	c.progress("dht: raw kad-dht, %d nodes, %d keys, %d lookups", c.Nodes, len(plan.keys), len(plan.lookups))
 	rs, err := runDHTRaw(ctx, c, topo, plan)
@@ -116,6 +116,10 @@ func runDHT(ctx context.Context, c Config) (*Result, error) {
 	res.Ours = Series{Latencies: ou.lat, Times: ou.times, Expected: ou.total}
 	res.Raw = Series{Latencies: rs.lat, Times: rs.times, Expected: rs.total}
 	res.Params = []Param{{"keys", float64(len(plan.keys))}}
+	if c.Spammers > 0 {
+		res.add("hostile_forged_answers", float64(ou.spamForged), math.NaN(), "directory requests hostile providers answered with forged cards")
+		res.add("hostile_silent_requests", float64(ou.spamStalled), math.NaN(), "directory requests hostile providers never answered")
+	}
 	if ou.lookupErrs+rs.lookupErrs > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("lookup errors: ours %d, raw %d", ou.lookupErrs, rs.lookupErrs))
 	}
@@ -306,7 +310,8 @@ func meanRT(dhts []*dht.IpfsDHT) float64 {
 // startRawProvided starts plain DHT nodes on the topology, refreshes their routing tables and has each
 // publisher of the plan provide its key (as directory.KeyCID).
 func startRawProvided(ctx context.Context, c Config, topo Topology, plan dhtPlan) (_ *raw, _ []cid.Cid, err error) {
-	r, err := startRaw(ctx, c, c.Nodes, topo, false, true, netOpts{})
+	spam := &dhtSpammers{}
+	r, err := startRaw(ctx, c, c.Nodes, topo, false, true, netOpts{extra: spam.add})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -332,6 +337,9 @@ func startRawProvided(ctx context.Context, c Config, topo Topology, plan dhtPlan
 		if err != nil {
 			return nil, nil, fmt.Errorf("provide %s: %w", plan.keys[k], err)
 		}
+	}
+	if err := spam.provide(ctx, cids); err != nil {
+		return nil, nil, err
 	}
 	return r, cids, nil
 }
@@ -375,7 +383,8 @@ func isDHTProto(p protocol.ID) bool {
 }
 
 func runDHTOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lookupStats, error) {
-	o, err := startOurs(ctx, c, c.Nodes, topo, netOpts{})
+	spam := &dhtSpammers{prefix: node.DHTPrefix, directory: true}
+	o, err := startOurs(ctx, c, c.Nodes, topo, netOpts{extra: spam.add})
 	if err != nil {
 		return nil, err
 	}
@@ -418,6 +427,9 @@ func runDHTOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lo
 	}) {
 		return nil, fmt.Errorf("directory keys not provided within %v", directory.ProvideTimeout)
 	}
+	if err := spam.provide(ctx, cids); err != nil {
+		return nil, err
+	}
 	if err := waitCtx(ctx, c.Warmup); err != nil {
 		return nil, err
 	}
@@ -441,5 +453,6 @@ func runDHTOurs(ctx context.Context, c Config, topo Topology, plan dhtPlan) (*lo
 	st.bytes = dhtBytes(o.net, isDHTProto) - before
 	st.heapPerNode = float64(heap-min(heap, o.heap0)) / float64(c.Nodes)
 	st.rtSize, st.conns, st.holdersPerKey = meanRT(o.dhts()), o.net.Conns(), hpk
+	st.spamForged, st.spamStalled = spam.forged.Load(), spam.stalled.Load()
 	return st, nil
 }

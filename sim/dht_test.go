@@ -10,7 +10,7 @@ import (
 // TestDHTShort runs the dht scenario on 15 nodes: every lookup, ours and raw, finds the announcer, and the
 // figures are consistent.
 func TestDHTShort(t *testing.T) {
-	res, err := Run(t.Context(), "dht", Config{Nodes: 15, Msgs: 20, Rates: []float64{20}, Publishers: 3, Seed: 1,
+	res, err := Run(t.Context(), "dht", Config{Nodes: 15, Msgs: 20, Rates: []float64{20}, Publishers: 3, Spammers: 2, Seed: 1,
 		Warmup: 200 * time.Millisecond, Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)
@@ -29,5 +29,11 @@ func TestDHTShort(t *testing.T) {
 	}
 	if f := res.Figure("record_holders"); f.Ours < 1 || f.Raw < 1 {
 		t.Errorf("record holders: %+v", f)
+	}
+	// The hostile providers were asked (so the lookups above found the honest card past them).
+	for _, name := range []string{"hostile_forged_answers", "hostile_silent_requests"} {
+		if f := res.Figure(name); !(f.Ours >= 1) {
+			t.Errorf("%s: %v, want > 0", name, f.Ours)
+		}
 	}
 }

@@ -34,14 +34,7 @@ func planPubsub(c Config, rate float64) psPlan {
 	msgs := c.Msgs
 	p := psPlan{n: c.Nodes, spammers: c.Spammers, rate: rate, msgs: msgs}
 	p.publishTime = time.Duration(float64(msgs) / rate * float64(time.Second))
-	p.topo = RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed)
-	p.topo.N += c.Spammers
-	for s := range c.Spammers {
-		k := c.DegreeMin + rng.IntN(c.DegreeMax-c.DegreeMin+1)
-		for _, j := range rng.Perm(c.Nodes)[:min(k, c.Nodes)] {
-			p.topo.Edges = append(p.topo.Edges, [2]int{c.Nodes + s, j})
-		}
-	}
+	p.topo = withSpammers(RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed), c, rng)
 	perm := rng.Perm(c.Nodes)
 	p.publishers = slices.Clone(perm[:c.Publishers])
 	rest := perm[c.Publishers:]

@@ -171,11 +171,12 @@ func (s *Service) Messages(ctx context.Context, id ID, limit int, before string)
 		if err != nil {
 			return nil, err
 		}
-		m, _, err := DecodeItem(e.Value)
-		if err != nil || m == nil {
+		// Stored items were verified when they came in: parse them, do not verify them again.
+		d, err := parseItem(e.Value)
+		if err != nil || d.msg == nil {
 			continue
 		}
-		out = append(out, r.view(m, st))
+		out = append(out, r.view(d.msg, st))
 	}
 	slices.Reverse(out)
 	if out == nil {

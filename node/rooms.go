@@ -40,6 +40,7 @@ func startRooms(_ context.Context, n *Node) error {
 	c := n.Config.Rooms
 	cfg := room.Config{
 		RatePerMinute: c.RatePerMinute, Burst: c.Burst, HistoryLimit: c.HistoryLimit, HistoryOnJoin: c.HistoryOnJoin,
+		RepairInterval: c.RepairInterval,
 	}
 	if n.Config.IsRelay() {
 		cfg.Keep = n.Config.Relay.KeepRooms

@@ -32,8 +32,9 @@ func init() {
 }
 
 // RepairWait is how long the rooms scenario waits, after the live phase, for messages a node missed to
-// arrive through history sync. Catch-ups happen when a room peer (re)appears on the topic, at most once a
-// minute per peer, so the wait covers that minute.
+// arrive through history repair. Returning peers and gaps in an author's seqs start repairs within
+// seconds; what nothing reveals (an author's last messages) waits for periodic anti-entropy, every 30–60 s
+// at the default rooms.repair_interval (a quarter of that after losses), so the wait covers one interval.
 var RepairWait = 65 * time.Second
 
 const rawTopic = "/sim/raw/1"

@@ -30,6 +30,7 @@ const (
 	domainLink     = "madang/room-link/v1"
 	domainJoin     = "madang/room-join/v1"
 	domainSync     = "madang/room-sync/v1"
+	domainRepair   = "madang/room-sync/v2"
 	domainRendez   = "madang/room/v1:"
 
 	// PersonaPurpose and OwnerPurpose name the secrets derived from the account (identity.DeriveSecret):
@@ -181,6 +182,10 @@ func joinProof(secret []byte, id ID, persona []byte) []byte {
 
 func syncProof(secret []byte, id ID, requester, server string) []byte {
 	return mac(secret, domainSync, id[:], []byte(requester), []byte{0}, []byte(server))
+}
+
+func repairProof(secret []byte, id ID, requester, server string) []byte {
+	return mac(secret, domainRepair, id[:], []byte(requester), []byte{0}, []byte(server))
 }
 
 // Tag limits.

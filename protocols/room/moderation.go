@@ -53,11 +53,14 @@ func (s *State) IsOwner(key []byte) bool { return bytes.Equal(key, s.Genesis.Own
 // Log is a room's moderation log, kept sorted by (seq, ID).
 type Log struct {
 	entries []*ModAction
-	ids     map[MsgID]bool
+	ids     map[MsgID]*ModAction
 }
 
 // Has reports whether the action is in the log.
-func (l *Log) Has(id MsgID) bool { return l.ids[id] }
+func (l *Log) Has(id MsgID) bool { return l.ids[id] != nil }
+
+// Get returns the action with this ID, or nil.
+func (l *Log) Get(id MsgID) *ModAction { return l.ids[id] }
 
 // Len is the number of entries.
 func (l *Log) Len() int { return len(l.entries) }
@@ -65,12 +68,12 @@ func (l *Log) Len() int { return len(l.entries) }
 // Insert adds an action (false if it was already there).
 func (l *Log) Insert(a *ModAction) bool {
 	if l.ids == nil {
-		l.ids = map[MsgID]bool{}
+		l.ids = map[MsgID]*ModAction{}
 	}
-	if l.ids[a.ID] {
+	if l.ids[a.ID] != nil {
 		return false
 	}
-	l.ids[a.ID] = true
+	l.ids[a.ID] = a
 	i, _ := slices.BinarySearchFunc(l.entries, a, compareActions)
 	l.entries = slices.Insert(l.entries, i, a)
 	return true

@@ -17,7 +17,19 @@ const (
 )
 
 type orderer struct {
-	q map[pkey]*orderQ
+	q    map[pkey]*orderQ
+	gaps int // gaps skipped so far (messages lost on the way, for history repair)
+	// gapUntil is the latest time of a message released after a gap: the lost ones are older (an
+	// author's times increase with its seqs).
+	gapUntil int64
+}
+
+// gap notes a skipped gap before the pending message at seq.
+func (o *orderer) gap(q *orderQ, seq uint64) {
+	o.gaps++
+	if p, ok := q.pending[seq]; ok {
+		o.gapUntil = max(o.gapUntil, p.m.Body.TimeMs)
+	}
 }
 
 type orderQ struct {
@@ -54,6 +66,7 @@ func (o *orderer) push(m *Message, now time.Time, lastSeq uint64, accounted []ui
 	q.account(accounted)
 	out := q.drain(nil)
 	if len(q.pending) > reorderPending {
+		o.gap(q, q.first())
 		out = q.skip(out)
 	}
 	o.forget(k, q)
@@ -84,6 +97,7 @@ func (o *orderer) expired(now time.Time, accounted func(pkey) []uint64) []*Messa
 			if now.Sub(q.pending[first].at) < reorderWait {
 				break
 			}
+			o.gap(q, first)
 			q.last = first - 1
 			out = q.drain(out)
 		}

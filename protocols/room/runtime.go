@@ -76,12 +76,9 @@ type roomRT struct {
 	banKnown map[pkey]time.Time
 	members  map[pkey]*pb.Member
 	count    int
-	newest   int64
 	lastSent int64
 	mySeq    uint64
 	openedAt time.Time
-	synced   map[peer.ID]time.Time
-	syncing  atomic.Bool
 	pruning  atomic.Bool
 	flushing atomic.Bool
 	pending  int               // messages in the outbox
@@ -89,6 +86,10 @@ type roomRT struct {
 
 	marksMu sync.Mutex
 	marks   map[pkey][]uint64 // seqs accounted for outside the live path (see markAccounted)
+
+	plan      repairPlan // history repair sessions (see schedule.go)
+	refusedMu sync.Mutex
+	refused   map[MsgID]struct{} // IDs repair does not ask for again (see refuse)
 
 	recentMu   sync.Mutex
 	recent     map[MsgID]struct{} // recently stored messages (see remember)
@@ -107,9 +108,10 @@ func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) 
 		s: s, id: id, key: id.String(), rec: rec, log: *log, secret: rec.Secret,
 		lim:      newLimiter(s.c.RatePerMinute, s.c.Burst+validatorBurstSlack),
 		sendLim:  newLimiter(s.c.RatePerMinute, s.c.Burst),
-		banKnown: map[pkey]time.Time{}, members: map[pkey]*pb.Member{}, synced: map[peer.ID]time.Time{},
+		banKnown: map[pkey]time.Time{}, members: map[pkey]*pb.Member{},
 		live:     map[pkey]liveMark{},
 		openedAt: s.now(),
+		plan:     newRepairPlan(),
 	}
 	if rec.Joined {
 		r.persona = PersonaKey(s.d.Secrets, id)
@@ -148,6 +150,7 @@ func (r *roomRT) start(ctx context.Context) error {
 	r.s.spawn(func() { r.receiveLoop(ctx) })
 	r.s.spawn(func() { r.peerLoop(ctx) })
 	r.s.spawn(func() { r.discoverLoop(ctx) })
+	r.s.spawn(func() { r.repairLoop(ctx) })
 	r.provideRendezvous(ctx)
 	return nil
 }
@@ -262,6 +265,7 @@ func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
 	}
 	if b.Kind == pb.Kind_JOIN && r.full(b.Persona, st) {
 		r.markAccounted(b.Persona, b.Seq)
+		r.refuse(d.msg.ID)
 		return pubsub.ValidationIgnore
 	}
 	slow := time.Duration(float64(st.Slow) * validatorSlowFactor)
@@ -270,6 +274,7 @@ func (r *roomRT) validateMessage(d *decoded) pubsub.ValidationResult {
 	}
 	if r.lim.allow(pk(b.Persona), now, slow) != allowed {
 		r.markAccounted(b.Persona, b.Seq)
+		r.refuse(d.msg.ID) // repair does not bring back what this node's limits dropped
 		return pubsub.ValidationIgnore
 	}
 	return pubsub.ValidationAccept
@@ -289,22 +294,26 @@ func (r *roomRT) validateMod(d *decoded) pubsub.ValidationResult {
 	if dup {
 		return pubsub.ValidationIgnore
 	}
-	if !d.verify() {
+	if !d.verify() || !modAllowed(r.state.Load(), b) {
 		return pubsub.ValidationReject
 	}
-	st := r.state.Load()
+	return pubsub.ValidationAccept
+}
+
+// modAllowed reports whether a moderation action's signer may make it: the owner, a current co-host (not
+// for owner-only actions), or a signer carrying the owner-signed item that made it a co-host (the fold
+// decides whether that still holds).
+func modAllowed(st *State, b *pb.ModBody) bool {
 	switch {
 	case st.IsOwner(b.Signer):
-		return pubsub.ValidationAccept
+		return true
 	case ownerOnly(b):
-		return pubsub.ValidationReject
+		return false
 	case st.IsModerator(b.Signer):
-		return pubsub.ValidationAccept
+		return true
 	}
-	if _, ok := authorityFor(st.Genesis, b); ok {
-		return pubsub.ValidationAccept // the fold decides whether it still holds
-	}
-	return pubsub.ValidationReject
+	_, ok := authorityFor(st.Genesis, b)
+	return ok
 }
 
 // full reports whether a new persona would exceed the room's capacity.
@@ -404,7 +413,6 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 		return false, fmt.Errorf("store message: %w", err)
 	}
 	r.count++
-	r.newest = max(r.newest, m.Body.TimeMs)
 	r.remember(m.ID)
 	if limit := r.s.c.HistoryLimit; r.count > limit+limit/10 && r.pruning.CompareAndSwap(false, true) {
 		r.s.spawn(func() {
@@ -520,6 +528,9 @@ func (r *roomRT) receiveLoop(ctx context.Context) {
 				return
 			}
 			if d, _ := m.ValidatorData.(*decoded); d != nil {
+				if drop := r.s.dropLive.Load(); drop != nil && d.msg != nil && (*drop)(d.msg) {
+					continue // tests: a message lost on the way
+				}
 				select {
 				case in <- d:
 				case <-ctx.Done():
@@ -532,7 +543,12 @@ func (r *roomRT) receiveLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	armed := false
+	gaps := 0
 	ingest := func(ms []*Message) {
+		if ord.gaps != gaps {
+			gaps = ord.gaps
+			r.noteGap(ord.gapUntil) // a message of an author was lost on the way: repair soon
+		}
 		for _, m := range ms {
 			if _, err := r.ingestMessage(m, true); err != nil {
 				r.s.log.Warn("Room ingest failed", "err", err)
@@ -571,12 +587,21 @@ func (r *roomRT) receiveLoop(ctx context.Context) {
 }
 
 // aheadOfLive reports whether m is ahead of what the live stream, currently delivering its author,
-// has handed on: sync then leaves it to the live path, which keeps the author's order.
+// has handed on (and of what is stored from the author, e.g. by the same repair): sync then leaves it to
+// the live path, which keeps the author's order.
 func (r *roomRT) aheadOfLive(m *Message) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l, ok := r.live[pk(m.Body.Persona)]
-	return ok && m.Body.Seq > l.seq+1 && r.s.now().Sub(l.at) < inFlight
+	k := pk(m.Body.Persona)
+	l, ok := r.live[k]
+	if !ok || r.s.now().Sub(l.at) >= inFlight {
+		return false
+	}
+	last := l.seq
+	if mem := r.members[k]; mem != nil {
+		last = max(last, mem.LastSeq)
+	}
+	return m.Body.Seq > last+1
 }
 
 // reorderTick is how often a waiting orderer looks for gaps closed elsewhere or expired.
@@ -616,8 +641,8 @@ func (r *roomRT) lastSeq(persona []byte) uint64 {
 	return 0
 }
 
-// peerLoop syncs with each room peer that appears on the topic (we or they came back online, or a new
-// member joined), at most once per catchUpEvery per peer, and sends the outbox.
+// peerLoop plans a catch-up with each room peer that appears on the topic (we or they came back online,
+// or a new member joined; see catchUpWith) and sends the outbox.
 func (r *roomRT) peerLoop(ctx context.Context) {
 	for {
 		ev, err := r.events.NextPeerEvent(ctx)
@@ -627,16 +652,7 @@ func (r *roomRT) peerLoop(ctx context.Context) {
 		if ev.Type != pubsub.PeerJoin {
 			continue
 		}
-		r.mu.Lock()
-		last := r.synced[ev.Peer]
-		due := r.s.now().Sub(last) > catchUpEvery
-		if due {
-			r.synced[ev.Peer] = r.s.now()
-		}
-		r.mu.Unlock()
-		if due {
-			r.s.spawn(func() { r.catchUp(ctx, ev.Peer) })
-		}
+		r.catchUpWith(ev.Peer)
 		if r.hasPending() {
 			r.s.spawn(func() { r.flushOutbox(ctx) })
 		}
@@ -662,25 +678,6 @@ func (r *roomRT) discoverLoop(ctx context.Context) {
 		}
 	}
 }
-
-// catchUp fetches what this node missed from p: messages since the newest one stored (less a margin for
-// late and clock-skewed messages) and moderation entries from the highest seq known.
-func (r *roomRT) catchUp(ctx context.Context, p peer.ID) {
-	r.mu.Lock()
-	since := max(r.newest-catchUpMargin.Milliseconds(), r.rec.FloorMs)
-	r.mu.Unlock()
-	if _, err := r.s.syncRoom(ctx, r, p, false, max(since, 0)); err != nil && ctx.Err() == nil {
-		r.s.log.Debug("Room catch-up failed", "peer", p, "err", err)
-	}
-}
-
-// catchUpMargin is how far before the newest stored message a catch-up starts: messages that were in
-// flight, or ignored as stale, around the time this node lost the room. (Messages other members typed
-// while offline come through their outbox, with fresh times.) catchUpEvery bounds catch-ups per peer.
-const (
-	catchUpMargin = 2 * StaleAfter
-	catchUpEvery  = 15 * time.Second
-)
 
 // send signs and publishes one of our messages. It is stored (and shown) at once; it is published when the
 // room has peers (waiting a little for the mesh right after joining), and otherwise reaches the room

@@ -9,8 +9,9 @@
 // Every node validates every message at the first hop: signature (once per node), room, size, clock
 // skew, bans, link proof, a per-persona token bucket and slow mode. Moderation is a signed, sequenced log
 // (ban, unban, hide, pin, slow mode, co-hosts, manifest updates, close) that every node folds to the same
-// state and that travels with the history (/madang/room-sync/1.0.0). Open rooms are announced in the
-// directory under their tags and the words of their name.
+// state and that travels with the history (/madang/room-sync/1.0.0 gives a joining node its first page;
+// /madang/room-sync/2.0.0 repairs what a member missed by comparing summaries). Open rooms are announced
+// in the directory under their tags and the words of their name.
 package room
 
 import (
@@ -23,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -81,6 +83,10 @@ type Config struct {
 	// often a keeper looks its tags up again (default 10 min).
 	CardInterval time.Duration
 	KeepInterval time.Duration
+	// RepairInterval is the anti-entropy interval: every room compares its history with one room peer
+	// this often (± a third; default DefaultRepairInterval), besides the catch-ups that peer arrivals and
+	// lost messages start.
+	RepairInterval time.Duration
 	// Republish tunes provider records of room rendezvous keys.
 	Republish directory.Options
 	// Now is the clock (tests); nil is time.Now.
@@ -105,6 +111,9 @@ func (c *Config) defaults() {
 	}
 	if c.KeepInterval <= 0 {
 		c.KeepInterval = 10 * time.Minute
+	}
+	if c.RepairInterval <= 0 {
+		c.RepairInterval = DefaultRepairInterval
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -135,6 +144,14 @@ type Service struct {
 	mu     sync.Mutex
 	rooms  map[ID]*roomRT
 	watch  map[*watcher]struct{}
+
+	serving      chan struct{} // repair sessions being served
+	hostileMu    sync.Mutex
+	hostile      map[peer.ID]time.Time // sync peers that sent invalid answers, until when they are avoided
+	repairs      atomic.Int64          // repair sessions started
+	repairItems  atomic.Int64          // items received by them
+	repairStored atomic.Int64          // messages they stored
+	dropLive     atomic.Pointer[func(*Message) bool]
 }
 
 type watcher struct{ ch chan Delivery }
@@ -152,6 +169,7 @@ func New(d Deps, c Config) *Service {
 	s := &Service{
 		d: d, c: c, log: log, rep: directory.NewRepublisher(d.Routing, log, c.Republish),
 		ready: make(chan struct{}), rooms: map[ID]*roomRT{}, watch: map[*watcher]struct{}{},
+		serving: make(chan struct{}, maxServeSessions), hostile: map[peer.ID]time.Time{},
 	}
 	if d.Directory != nil {
 		d.Directory.RegisterKind(CardKind, VerifyCard)
@@ -179,6 +197,8 @@ func (s *Service) Run(ctx context.Context) error {
 	s.runCtx = ctx
 	roomsync.Register(ctx, s.d.Host, s.serveSync)
 	defer s.d.Host.RemoveStreamHandler(roomsync.ProtocolID)
+	s.d.Host.SetStreamHandler(SyncProtocolID, s.handleSync)
+	defer s.d.Host.RemoveStreamHandler(SyncProtocolID)
 	s.openStored(ctx)
 	close(s.ready)
 	s.spawn(func() { _ = s.rep.Run(ctx) })
@@ -295,7 +315,6 @@ func (r *roomRT) loadLocal(ctx context.Context) {
 		if n < recentScan {
 			if d, err := parseItem(e.Value); err == nil && d.msg != nil {
 				b := d.msg.Body
-				r.newest = max(r.newest, b.TimeMs)
 				if m := r.members[pk(b.Persona)]; m != nil {
 					m.LastSeq, m.LastMs = max(m.LastSeq, b.Seq), max(m.LastMs, b.TimeMs)
 				}
@@ -570,8 +589,7 @@ func (s *Service) open(ctx context.Context, l Link, member bool, o JoinOptions) 
 		s.spawn(func() { s.announceHeldCard(r) })
 	}
 	// Catch up on what arrived between the history fetch and the subscription.
-	from := resp.from
-	s.spawn(func() { r.catchUp(s.runCtx, from) })
+	r.catchUpWith(resp.from)
 	return r, nil
 }
 

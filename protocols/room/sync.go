@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -20,24 +19,19 @@ import (
 // author's newer messages to it.
 const inFlight = 2 * reorderWait
 
-// maxSyncPages bounds one catch-up (pages of at most roomsync.MaxLimit messages).
-const maxSyncPages = 40
-
-// serveSync answers a history request for a room this node holds.
+// serveSync answers a history request for a room this node holds (/madang/room-sync/1.0.0: joining nodes
+// take their first page here; members repair through /madang/room-sync/2.0.0, see repair.go).
 func (s *Service) serveSync(ctx context.Context, remote peer.ID, req *syncpb.Request) (*syncpb.Response, error) {
-	id, ok := idFromBytes(req.Room)
-	if !ok {
-		return nil, ErrBadRequest
+	r, err := s.roomAsked(req.Room, req.Proof, func(secret []byte, id ID) []byte {
+		return syncProof(secret, id, remote.String(), s.d.Host.ID().String())
+	})
+	if errors.Is(err, ErrLinkRequired) {
+		return nil, roomsync.ErrLinkRequired
 	}
-	r, err := s.room(id)
 	if err != nil {
 		return nil, err
 	}
 	st := r.state.Load()
-	if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK &&
-		!hmac.Equal(req.Proof, syncProof(r.secret, id, remote.String(), s.d.Host.ID().String())) {
-		return nil, roomsync.ErrLinkRequired
-	}
 	resp := &syncpb.Response{Genesis: st.Genesis.Raw}
 	if st.Manifest != st.Genesis {
 		resp.Manifest = st.Manifest.Raw
@@ -95,6 +89,23 @@ func (s *Service) serveSync(ctx context.Context, remote peer.ID, req *syncpb.Req
 		resp.More, resp.Cursor = false, ""
 	}
 	return resp, nil
+}
+
+// roomAsked finds the room a sync request names and, in a link room, checks the requester's proof of
+// the link secret (proof computes the one expected).
+func (s *Service) roomAsked(room, got []byte, proof func(secret []byte, id ID) []byte) (*roomRT, error) {
+	id, ok := idFromBytes(room)
+	if !ok {
+		return nil, ErrBadRequest
+	}
+	r, err := s.room(id)
+	if err != nil {
+		return nil, err
+	}
+	if r.state.Load().Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK && !hmac.Equal(got, proof(r.secret, id)) {
+		return nil, ErrLinkRequired
+	}
+	return r, nil
 }
 
 // bootstrap is a verified first answer for a room being joined.
@@ -158,90 +169,4 @@ func verifyBootstrap(resp *syncpb.Response, l Link, from peer.ID) (*bootstrap, e
 		}
 	}
 	return b, nil
-}
-
-// syncRoom fetches moderation entries and messages from p into a running room: the newest page (latest)
-// or every page since sinceMs. It returns the number of new messages stored.
-func (s *Service) syncRoom(ctx context.Context, r *roomRT, p peer.ID, latest bool, sinceMs int64) (int, error) {
-	if !r.syncing.CompareAndSwap(false, true) {
-		return 0, nil // one sync per room at a time; the next peer event retries
-	}
-	defer r.syncing.Store(false)
-	stored := 0
-	cursor := ""
-	for range maxSyncPages {
-		r.mu.Lock()
-		modFrom := r.log.MaxSeq()
-		r.mu.Unlock()
-		req := s.syncRequest(r.id, r.secret, p)
-		req.Latest, req.SinceMs, req.Cursor, req.ModFrom = latest, sinceMs, cursor, modFrom
-		req.Limit = roomsync.MaxLimit
-		resp, err := roomsync.Fetch(ctx, s.d.Host, p, req)
-		if err != nil {
-			return stored, err
-		}
-		n, err := s.applySync(r, resp)
-		stored += n
-		if err != nil {
-			return stored, err
-		}
-		if !resp.More || resp.Cursor == "" || resp.Cursor == cursor {
-			return stored, nil
-		}
-		cursor = resp.Cursor
-	}
-	return stored, nil
-}
-
-// applySync verifies and stores a sync answer in a running room: moderation first (so that bans and
-// hides apply to the messages), then messages.
-func (s *Service) applySync(r *roomRT, resp *syncpb.Response) (int, error) {
-	g, err := DecodeManifest(resp.Genesis)
-	if err != nil || g.ID != r.id {
-		return 0, invalid("sync answer for another room")
-	}
-	var errs []error
-	for _, raw := range resp.Moderation {
-		d, err := parseItem(raw)
-		if err != nil || d.mod == nil || d.mod.Room != r.id || r.hasMod(d.mod.ID) || !d.verify() {
-			continue
-		}
-		if _, err := r.ingestMod(d.mod); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	n := 0
-	st := r.state.Load()
-	for _, raw := range resp.Messages {
-		// Parse first and skip what is already stored, so that overlapping catch-ups cost no signature
-		// verification: each message is verified once per node.
-		d, err := parseItem(raw)
-		if err != nil || d.msg == nil || d.msg.Room != r.id || r.has(d.msg.ID) || !d.verify() {
-			continue
-		}
-		m := d.msg
-		if st.Genesis.Body.JoinPolicy == pb.JoinPolicy_JOIN_LINK && !hmac.Equal(m.Body.JoinProof, joinProof(r.secret, r.id, m.Body.Persona)) {
-			continue
-		}
-		// A message ahead of what the live stream is delivering from its author is left to the live path
-		// (which restores the author's order); a later catch-up fetches it if it was lost.
-		if r.aheadOfLive(m) {
-			continue
-		}
-		ok, err := r.ingestMessage(m, false)
-		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		if ok {
-			n++
-		}
-	}
-	if len(resp.Card) > 0 {
-		s.takeCard(r, resp.Card)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return n, fmt.Errorf("apply sync: %w", err)
-	}
-	return n, nil
 }

@@ -188,6 +188,14 @@ type decoded struct {
 	mod  *ModAction
 }
 
+// ID is the item's ID and room.
+func (d *decoded) ID() (MsgID, ID) {
+	if d.msg != nil {
+		return d.msg.ID, d.msg.Room
+	}
+	return d.mod.ID, d.mod.Room
+}
+
 func (d *decoded) verify() bool {
 	if d.msg != nil {
 		return verifySig(domainMessage, d.msg.Body.Persona, d.item.Message, d.item.Sig)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"io"
 	"math"
@@ -56,6 +57,7 @@ func planDM(c Config) (dmPlan, error) {
 	for i := range c.Nodes {
 		p.topo.Edges = append(p.topo.Edges, [2]int{i, p.relay})
 	}
+	p.topo = withSpammers(p.topo, c, rng) // hostile peers after the relay
 	return p, nil
 }
 
@@ -79,6 +81,7 @@ type dmOut struct {
 	heapPerNode            float64
 	cpu                    Usage
 	stateDelivered         int                   // ours: messages the sender saw acked
+	spamTried, spamOK      int64                 // hostile streams opened during the direct phase / answered
 	bytes                  map[protocol.ID]int64 // stream bytes received during the direct and burst phases
 }
 
@@ -100,8 +103,8 @@ func isDMProtocol(p protocol.ID) bool {
 }
 
 func runDM(ctx context.Context, c Config) (*Result, error) {
-	if c.Spammers > 0 || c.Churn > 0 {
-		return nil, fmt.Errorf("%w: --spammers and --churn are not supported by the dm scenario (the mailbox phase takes each receiver offline)", ErrBadConfig)
+	if c.Churn > 0 {
+		return nil, fmt.Errorf("%w: --churn is not supported by the dm scenario (its mailbox phase takes a receiver offline itself)", ErrBadConfig)
 	}
 	p, err := planDM(c)
 	if err != nil {
@@ -133,6 +136,10 @@ func runDM(ctx context.Context, c Config) (*Result, error) {
 	res.add("bytes_per_delivery", o.bytesPerMessage(true), r.bytesPerMessage(true), "message stream bytes received, both directions (acks included)")
 	res.add("other_bytes_per_delivery", o.bytesPerMessage(false), r.bytesPerMessage(false), "everything else the nodes received meanwhile (DHT, identify, ...)")
 	res.add("dups_per_delivery", math.NaN(), math.NaN(), "not applicable")
+	if c.Spammers > 0 {
+		res.add("hostile_streams", float64(o.spamTried), float64(r.spamTried), "junk streams hostile peers opened to the receivers during the direct phase")
+		res.add("hostile_answered", float64(o.spamOK), float64(r.spamOK), "of those, answered by the receiver (ours refuses strangers before reading)")
+	}
 	res.add("heap_per_node_kib", o.heapPerNode/1024, r.heapPerNode/1024, "live heap after befriending")
 	res.add("cpu_per_message_us", perOK(float64(o.cpu.CPU)/1e3, o.direct.got+o.burst.got), perOK(float64(r.cpu.CPU)/1e3, r.direct.got+r.burst.got), "process CPU, direct and burst phases")
 	res.Ours = Series{Latencies: lo, Times: o.direct.coll.Times(), Expected: o.direct.expected}
@@ -149,7 +156,13 @@ func dmText(k, size int) string {
 // runDMRaw: each sender opens one stream to its receiver and writes its messages (length-prefixed, padded
 // to the size); the receiver acks each with 8 bytes. Latency is send → the receiver has read it.
 func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
-	r, err := startRaw(ctx, c, p.n, p.topo, false, false, netOpts{extra: noExtra})
+	spam := &dmSpammers{proto: rawDMProtocol}
+	r, err := startRaw(ctx, c, p.n, p.topo, false, false, netOpts{extra: func(ctx context.Context, i int, h host.Host) error {
+		if i == p.relay {
+			return nil // the raw run has no relay; its host stays idle
+		}
+		return spam.add(ctx, i, h)
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -216,9 +229,15 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		}
 		return <-acks
 	}
-	if out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	for _, pair := range p.pairs {
+		spam.targets = append(spam.targets, r.net.ID(pair[1]))
+	}
+	stopSpam := spam.during(ctx)
+	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
-	}); err != nil {
+	})
+	stopSpam()
+	if err != nil {
 		return nil, err
 	}
 	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
@@ -227,6 +246,7 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		return nil, err
 	}
 	out.cpu, out.bytes = mark.since(), diffBytes(protoBytes(r.net), bytes0)
+	out.spamTried, out.spamOK = spam.attempted.Load(), spam.accepted.Load()
 	return out, nil
 }
 
@@ -292,7 +312,8 @@ func (a *atomicCollector) Store(c *Collector) {
 func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	// The relay is a full Madang node too (role relay); it is node p.relay, after the others.
 	n := p.n + 1
-	o, err := startOurs(ctx, c, n, p.topo, netOpts{configure: func(i int, cfg *config.Config, net *Network) {
+	ospam := &dmSpammers{proto: dm.ProtocolID}
+	o, err := startOurs(ctx, c, n, p.topo, netOpts{extra: ospam.add, configure: func(i int, cfg *config.Config, net *Network) {
 		cfg.Friends.RetryMin = 50 * time.Millisecond
 		cfg.Friends.RetryMax = time.Second
 		if i == p.relay {
@@ -338,9 +359,16 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		return nil
 	}
 	mark, bytes0 := markUsage(), protoBytes(o.net)
-	if out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	for _, pair := range p.pairs {
+		ospam.targets = append(ospam.targets, o.net.ID(pair[1]))
+		ospam.accounts = append(ospam.accounts, o.nodes[pair[1]].Identity.AccountKey())
+	}
+	stopSpam := ospam.during(ctx)
+	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
-	}); err != nil {
+	})
+	stopSpam()
+	if err != nil {
 		return nil, err
 	}
 	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
@@ -352,6 +380,7 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		return nil, err
 	}
 	out.cpu, out.bytes = mark.since(), diffBytes(protoBytes(o.net), bytes0)
+	out.spamTried, out.spamOK = ospam.attempted.Load(), ospam.accepted.Load()
 	c.progress("dm: ours: direct %d/%d, burst %d/%d", out.direct.got, out.direct.expected, out.burst.got, out.burst.expected)
 
 	// Mailbox: the first pair's receiver goes offline; its friend sends; the messages wait in its relay's

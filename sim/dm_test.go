@@ -10,7 +10,7 @@ import (
 // exchange messages directly (every one received and acked), and messages sent while the friend is offline
 // wait in its relay mailbox and arrive when it is back.
 func TestDMShort(t *testing.T) {
-	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 40, Rates: []float64{40}, Publishers: 2, Seed: 1,
+	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 40, Rates: []float64{40}, Publishers: 2, Spammers: 1, Seed: 1,
 		Settle: 20 * time.Second, Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)
@@ -27,5 +27,12 @@ func TestDMShort(t *testing.T) {
 		if f := res.Figure(name); f.Ours != 1 {
 			t.Errorf("%s: %v, want 1", name, f.Ours)
 		}
+	}
+	// A stranger's junk streams reached both runs' receivers; only ours refused them unread.
+	if f := res.Figure("hostile_streams"); !(f.Ours >= 1) || !(f.Raw >= 1) {
+		t.Errorf("hostile streams: %+v, want some in both runs", f)
+	}
+	if f := res.Figure("hostile_answered"); f.Ours != 0 || !(f.Raw >= 1) {
+		t.Errorf("hostile streams answered: ours %v (want 0) raw %v (want > 0)", f.Ours, f.Raw)
 	}
 }

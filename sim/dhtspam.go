@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,19 +19,6 @@ import (
 	"github.com/madang-p2p/madang/protocols/directory"
 	dirpb "github.com/madang-p2p/madang/protocols/directory/pb"
 )
-
-// withSpammers returns topo over c.Nodes honest nodes plus c.Spammers hostile ones, each dialling
-// DegreeMin..DegreeMax honest nodes drawn from rng (the honest part is topo unchanged).
-func withSpammers(topo Topology, c Config, rng *mrand.Rand) Topology {
-	out := Topology{N: topo.N + c.Spammers, Edges: append([][2]int(nil), topo.Edges...)}
-	for s := range c.Spammers {
-		k := c.DegreeMin + rng.IntN(c.DegreeMax-c.DegreeMin+1)
-		for _, j := range rng.Perm(topo.N)[:min(k, topo.N)] {
-			out.Edges = append(out.Edges, [2]int{topo.N + s, j})
-		}
-	}
-	return out
-}
 
 // dhtSpammers are hostile DHT servers: each announces itself as a provider of every key looked up, and
 // (in the Madang run) answers directory requests badly: even-numbered ones with well-formed cards signed

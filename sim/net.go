@@ -51,6 +51,19 @@ func RandomTopology(n, dmin, dmax int, seed int64) Topology {
 	return t
 }
 
+// withSpammers returns topo over c.Nodes honest nodes plus c.Spammers hostile ones, each dialling
+// DegreeMin..DegreeMax honest nodes drawn from rng (the honest part is topo unchanged).
+func withSpammers(topo Topology, c Config, rng *rand.Rand) Topology {
+	out := Topology{N: topo.N + c.Spammers, Edges: append([][2]int(nil), topo.Edges...)}
+	for s := range c.Spammers {
+		k := c.DegreeMin + rng.IntN(c.DegreeMax-c.DegreeMin+1)
+		for _, j := range rng.Perm(topo.N)[:min(k, topo.N)] {
+			out.Edges = append(out.Edges, [2]int{topo.N + s, j})
+		}
+	}
+	return out
+}
+
 // Neighbours lists the nodes adjacent to i.
 func (t Topology) Neighbours(i int) []int {
 	var out []int

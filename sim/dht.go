@@ -88,12 +88,12 @@ func runDHT(ctx context.Context, c Config) (*Result, error) {
 	topo := withSpammers(RandomTopology(c.Nodes, c.DegreeMin, c.DegreeMax, c.Seed), c, rand.New(rand.NewPCG(uint64(c.Seed), 0x5a7)))
 	plan := planDHT(c)
 	c.progress("dht: raw kad-dht, %d nodes, %d keys, %d lookups", c.Nodes, len(plan.keys), len(plan.lookups))
-	rs, err := runDHTRaw(ctx, c, topo, plan)
+	rs, err := labelled(ctx, "raw", func(ctx context.Context) (*lookupStats, error) { return runDHTRaw(ctx, c, topo, plan) })
 	if err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
 	c.progress("dht: madang directory, %d nodes", c.Nodes)
-	ou, err := runDHTOurs(ctx, c, topo, plan)
+	ou, err := labelled(ctx, "ours", func(ctx context.Context) (*lookupStats, error) { return runDHTOurs(ctx, c, topo, plan) })
 	if err != nil {
 		return nil, fmt.Errorf("ours: %w", err)
 	}

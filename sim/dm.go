@@ -111,12 +111,12 @@ func runDM(ctx context.Context, c Config) (*Result, error) {
 		return nil, err
 	}
 	c.progress("dm: raw streams, %d pairs, %d messages each", len(p.pairs), p.msgs)
-	r, err := runDMRaw(ctx, c, p)
+	r, err := labelled(ctx, "raw", func(ctx context.Context) (*dmOut, error) { return runDMRaw(ctx, c, p) })
 	if err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
 	c.progress("dm: madang friends, %d pairs", len(p.pairs))
-	o, err := runDMOurs(ctx, c, p)
+	o, err := labelled(ctx, "ours", func(ctx context.Context) (*dmOut, error) { return runDMOurs(ctx, c, p) })
 	if err != nil {
 		return nil, fmt.Errorf("ours: %w", err)
 	}

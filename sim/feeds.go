@@ -87,7 +87,7 @@ func runFeeds(ctx context.Context, c Config) (*Result, error) {
 	backlog := max(feedBacklog*c.Msgs, 1000)
 
 	c.progress("feeds: raw: find-providers of the 9 cell keys, %d nodes, %d shops", c.Nodes, len(plan.keys))
-	rf, err := runFeedsRawDiscovery(ctx, c, topo, plan, ghs)
+	rf, err := labelled(ctx, "raw", func(ctx context.Context) (*feedsOut, error) { return runFeedsRawDiscovery(ctx, c, topo, plan, ghs) })
 	if err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
@@ -96,12 +96,16 @@ func runFeeds(ctx context.Context, c Config) (*Result, error) {
 	lp := planPubsub(c, c.Rate())
 	lp.publishers = []int{plan.publishers[0]}
 	lp.churn = slices.DeleteFunc(lp.churn, func(w churnWindow) bool { return w.node == plan.publishers[0] })
-	rl, err := runRoomsRaw(ctx, c, lp)
+	rl, err := labelled(ctx, "raw", func(ctx context.Context) (*psMeasure, error) { return runRoomsRaw(ctx, c, lp) })
 	if err != nil {
 		return nil, fmt.Errorf("raw live: %w", err)
 	}
 	c.progress("feeds: madang channels, %d nodes", c.Nodes)
-	of, ol, err := runFeedsOurs(ctx, c, topo, plan, ghs, lp, backlog)
+	var ol *psMeasure
+	of, err := labelled(ctx, "ours", func(ctx context.Context) (of *feedsOut, err error) {
+		of, ol, err = runFeedsOurs(ctx, c, topo, plan, ghs, lp, backlog)
+		return of, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ours: %w", err)
 	}

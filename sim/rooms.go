@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,14 +49,12 @@ func runRooms(ctx context.Context, c Config) (*Result, error) {
 		}
 		p := planPubsub(cc, rate)
 		c.progress("rooms: raw gossipsub, %d nodes, %d msgs at %g msg/s", p.n, p.msgs, rate)
-		var r, o *psMeasure
-		var err error
-		pprof.Do(ctx, pprof.Labels("run", "raw"), func(ctx context.Context) { r, err = runRoomsRaw(ctx, cc, p) })
+		r, err := labelled(ctx, "raw", func(ctx context.Context) (*psMeasure, error) { return runRoomsRaw(ctx, cc, p) })
 		if err != nil {
 			return nil, fmt.Errorf("raw: %w", err)
 		}
 		c.progress("rooms: raw delivered %d/%d live; madang room, %d nodes", r.live, r.expected, p.n)
-		pprof.Do(ctx, pprof.Labels("run", "ours"), func(ctx context.Context) { o, err = runRoomsOurs(ctx, cc, p) })
+		o, err := labelled(ctx, "ours", func(ctx context.Context) (*psMeasure, error) { return runRoomsOurs(ctx, cc, p) })
 		if err != nil {
 			return nil, fmt.Errorf("ours: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -269,4 +270,11 @@ func ParseRates(s string) ([]float64, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// labelled runs one side of a scenario ("raw" or "ours") under the pprof label run=which, inherited by every
+// goroutine it starts, so that --cpuprofile separates the two (go tool pprof -tagfocus=run=ours).
+func labelled[T any](ctx context.Context, which string, fn func(context.Context) (T, error)) (out T, err error) {
+	pprof.Do(ctx, pprof.Labels("run", which), func(ctx context.Context) { out, err = fn(ctx) })
+	return out, err
 }

@@ -323,23 +323,15 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	m, coll := prepareMeasure(c, o.tracers, o.heap0, o.gor0, p.n, "ours")
 	gcoll := NewCollector(coll.start)
 	gl.coll.Store(gcoll)
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
 	for i, s := range svcs {
-		ch, unwatch := s.Watch(p.msgs + 4096)
-		go func() {
-			defer unwatch()
-			for {
-				select {
-				case <-rctx.Done():
-					return
-				case d := <-ch:
-					if d.Room == id && d.Message.Body.Kind == pb.Kind_TEXT {
-						coll.Got(d.Message.ID.String(), i, d.Received, d.Live)
-					}
-				}
+		// A callback, not a buffered channel: the raw run reads its subscriptions directly, and a buffer
+		// per node large enough to never lose a delivery would be tens of MB for the GC to scan.
+		unwatch := s.Watch(func(d room.Delivery) {
+			if d.Room == id && d.Message.Body.Kind == pb.Kind_TEXT {
+				coll.Got(d.Message.ID.String(), i, d.Received, d.Live)
 			}
-		}()
+		})
+		defer unwatch()
 	}
 	syncBefore := dhtBytes(o.net, isRoomSync)
 	protoBefore := protoBytes(o.net)

@@ -1,7 +1,6 @@
 package room_test
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"sync"
@@ -52,31 +51,20 @@ type counter struct {
 
 func watch(t testing.TB, s *room.Service) *counter {
 	c := &counter{seen: map[room.MsgID]int{}, text: map[string][]*room.Message{}}
-	ch, stop := s.Watch(1 << 16)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case d := <-ch:
-				c.mu.Lock()
-				c.seen[d.Message.ID]++
-				c.all++
-				if !d.Live {
-					c.sync++
-				}
-				if d.Message.Body.Kind == 0 {
-					p := room.PersonaString(d.Message.Body.Persona)
-					c.text[p] = append(c.text[p], d.Message)
-				}
-				c.mu.Unlock()
-			}
+	stop := s.Watch(func(d room.Delivery) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.seen[d.Message.ID]++
+		c.all++
+		if !d.Live {
+			c.sync++
 		}
-	}()
-	t.Cleanup(func() { stop(); cancel(); <-done })
+		if d.Message.Body.Kind == 0 {
+			p := room.PersonaString(d.Message.Body.Persona)
+			c.text[p] = append(c.text[p], d.Message)
+		}
+	})
+	t.Cleanup(stop)
 	return c
 }
 

@@ -154,7 +154,7 @@ type Service struct {
 	dropLive     atomic.Pointer[func(*Message) bool]
 }
 
-type watcher struct{ ch chan Delivery }
+type watcher struct{ fn func(Delivery) }
 
 // New builds the service. Nothing runs until Run.
 func New(d Deps, c Config) *Service {
@@ -734,14 +734,15 @@ func (s *Service) KeptCount() int {
 	return n
 }
 
-// Watch returns every message this node stores from now on (live or synced), for simulations and tests.
-// A watcher that falls behind by more than buf loses deliveries. Call the returned function to stop.
-func (s *Service) Watch(buf int) (<-chan Delivery, func()) {
-	w := &watcher{ch: make(chan Delivery, buf)}
+// Watch calls fn with every message this node stores from now on (live or synced), for simulations and
+// tests. fn runs synchronously on the storing goroutine and must return quickly without calling back into
+// the service; nothing is buffered, so nothing is lost. Call the returned function to stop.
+func (s *Service) Watch(fn func(Delivery)) (stop func()) {
+	w := &watcher{fn: fn}
 	s.mu.Lock()
 	s.watch[w] = struct{}{}
 	s.mu.Unlock()
-	return w.ch, func() {
+	return func() {
 		s.mu.Lock()
 		delete(s.watch, w)
 		s.mu.Unlock()
@@ -753,10 +754,7 @@ func (s *Service) delivered(r *roomRT, m *Message, st *State, mine, live bool) {
 	now := s.now()
 	s.mu.Lock()
 	for w := range s.watch {
-		select {
-		case w.ch <- Delivery{Room: r.id, Message: m, Received: now, Live: live}:
-		default:
-		}
+		w.fn(Delivery{Room: r.id, Message: m, Received: now, Live: live})
 	}
 	s.mu.Unlock()
 	if s.d.Events != nil {

@@ -140,6 +140,7 @@ func entryIDOfRaw(raw []byte) [32]byte {
 
 func (s *Service) handleLive(ch *channel, m *pubsub.Message) {
 	e, ok := m.ValidatorData.(*Entry)
+	m.ValidatorData = nil // pubsub's message cache keeps m for gossip; the decoded entry need not live as long
 	if !ok || m.ReceivedFrom == s.o.Host.ID() {
 		return // our own post, already in the log
 	}

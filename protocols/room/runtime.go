@@ -527,7 +527,11 @@ func (r *roomRT) receiveLoop(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			if d, _ := m.ValidatorData.(*decoded); d != nil {
+			d, _ := m.ValidatorData.(*decoded)
+			// pubsub keeps m in its message cache for gossip a few more seconds; the decoded copy (about
+			// twice the message's size) need not live that long.
+			m.ValidatorData = nil
+			if d != nil {
 				if drop := r.s.dropLive.Load(); drop != nil && d.msg != nil && (*drop)(d.msg) {
 					continue // tests: a message lost on the way
 				}

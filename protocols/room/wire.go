@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"time"
 	"unicode/utf8"
 
@@ -186,6 +187,16 @@ type decoded struct {
 	item *pb.Item
 	msg  *Message
 	mod  *ModAction
+}
+
+// Validated returns the message a room validator accepted in m, or nil (a moderation action, or m not
+// validated by a room). Only valid until the room takes m from its subscription; for pubsub tracers,
+// which see m before that (the simulator's gossip-layer latency).
+func Validated(m *pubsub.Message) *Message {
+	if d, ok := m.ValidatorData.(*decoded); ok {
+		return d.msg
+	}
+	return nil
 }
 
 // ID is the item's ID and room.

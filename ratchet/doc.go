@@ -32,8 +32,9 @@
 //
 // rejecting any all-zero X25519 output. Every message A sends carries an init
 // header (A's account key, IK_A with its account signature, EK_A, CT and the
-// prekey ids) until A has decrypted a message from B, so whichever of them
-// arrives first can start the session. B's Accept (AcceptWithAD if Encrypt was
+// prekey ids) until A has decrypted a message from B, or until B authentically
+// acknowledged one of those messages (Confirm, after a signed delivery ack), so
+// whichever of them arrives first can start the session. B's Accept (AcceptWithAD if Encrypt was
 // given associated data) verifies the account signature over IK_A, computes the
 // same SK and decrypts. PeekInit tells an
 // init message from a normal one and which account it claims to be from.

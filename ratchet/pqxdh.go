@@ -41,7 +41,8 @@ func encodeAD(initiatorAccount, initiatorIK, responderAccount, responderIK []byt
 // initiator). The bundle is verified; the caller must check that
 // peer.AccountKey is the account it means to talk to. Every message the
 // session encrypts carries the init data until a message from the peer has
-// been decrypted.
+// been decrypted or the peer's acknowledgement of one of them is confirmed
+// (Confirm).
 func Initiate(local *LocalKeys, peer PrekeyBundle) (*Session, error) {
 	if err := peer.verify(); err != nil {
 		return nil, fmt.Errorf("ratchet: initiate: bundle: %w", err)

@@ -379,3 +379,38 @@ func equalBundles(x, y PrekeyBundle) bool {
 	b, _ := MarshalBundle(y)
 	return bytes.Equal(a, b)
 }
+
+// TestConfirmStopsInitData: an acknowledged init message of this session ends the init data; later messages
+// are smaller, carry no init header, and the peer that accepted the first one decrypts them. Messages of
+// another session, without init data, or garbage change nothing.
+func TestConfirmStopsInitData(t *testing.T) {
+	a, b, _, _ := newPair(t)
+	first := mustEncrypt(t, a, "again", nil) // still carries the init data: no reply yet
+	if isInit, _, err := PeekInit(first); err != nil || !isInit {
+		t.Fatalf("before Confirm: init %v, %v", isInit, err)
+	}
+	other, _, _, _ := newPair(t)
+	if other.Confirm(first) {
+		t.Fatal("another session took the confirmation")
+	}
+	fromB := mustEncrypt(t, b, "reply", nil)
+	if a.Confirm(fromB) || a.Confirm([]byte("garbage")) {
+		t.Fatal("a message without our init data confirmed the session")
+	}
+	if !a.Confirm(first) {
+		t.Fatal("Confirm of our own acknowledged init message did nothing")
+	}
+	if a.Confirm(first) {
+		t.Fatal("second Confirm reported a change")
+	}
+	a = restart(t, a) // the confirmation is part of the persisted state
+	next := mustEncrypt(t, a, "no init", nil)
+	if isInit, _, err := PeekInit(next); err != nil || isInit {
+		t.Fatalf("after Confirm: init %v, %v", isInit, err)
+	}
+	if len(next) >= len(first)-1000 {
+		t.Fatalf("after Confirm %d bytes, before %d: the init data should be gone", len(next), len(first))
+	}
+	mustDecrypt(t, b, first, "again", nil)
+	mustDecrypt(t, b, next, "no init", nil)
+}

@@ -188,6 +188,24 @@ func (s *Session) PeerIdentityDH() []byte {
 	return append([]byte(nil), s.ad[32:64]...)
 }
 
+// Confirm stops the init data after the peer authentically acknowledged msg, a message this session
+// encrypted that carried it: the peer holds the session, so later messages need not carry the PQXDH init
+// data (about 1.2 KB with the ML-KEM ciphertext) until the peer's first reply, as they otherwise would. The
+// caller must have verified the acknowledgement (signed by the peer's account key). It reports whether the
+// session changed; persist it then. A message of another session, one without init data, or bytes that
+// do not parse change nothing.
+func (s *Session) Confirm(msg []byte) bool {
+	if s.pending == nil {
+		return false
+	}
+	m, err := parseMessage(msg)
+	if err != nil || m.init == nil || !proto.Equal(m.init, s.pending) {
+		return false
+	}
+	s.pending = nil
+	return true
+}
+
 // Encrypt encrypts plaintext as the next message of the sending chain. ad is
 // extra associated data (e.g. a message id); the receiver must pass the same
 // bytes to Decrypt. Persist the session (Marshal, write with Sync) before

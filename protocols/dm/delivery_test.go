@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/madang-p2p/madang/graph"
+	"github.com/madang-p2p/madang/ratchet"
 )
 
 func (p *party) state(t *testing.T, friend *party, id string) string {
@@ -129,4 +130,61 @@ func TestBlockedDropped(t *testing.T) {
 	if st := a.state(t, b, "m1"); st != StateQueued {
 		t.Fatalf("sender sees %s", st)
 	}
+}
+
+// TestAckEndsInitData: until the friend's signed ack for a message arrives, every message carries the
+// session's PQXDH init data (the friend may have lost the earlier ones); after it, new messages do not,
+// also after a restart, and the friend still decrypts them.
+func TestAckEndsInitData(t *testing.T) {
+	a, b := newParty(t, "a"), newParty(t, "b")
+	befriendParties(t, a, b)
+	ctx := t.Context()
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := a.svc.Send(ctx, b.acct(), id, "text "+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items, _ := a.outbox(b)
+	if len(items) != 2 {
+		t.Fatalf("%d queued", len(items))
+	}
+	withInit := len(items[1].item.Payload)
+	if !carriesInit(t, items[1].item.Payload) {
+		t.Fatal("m2 sent before any ack carries no init data")
+	}
+	// m2 alone arrives (m1 is lost on the way) and is acked.
+	deliverDirect(t, a, b, [][]byte{items[1].item.Payload}, false)
+	if st := a.state(t, b, "m2"); st != StateDelivered {
+		t.Fatalf("m2 after ack: %s", st)
+	}
+	a.restart()
+	if _, err := a.svc.Send(ctx, b.acct(), "m3", "text m3"); err != nil {
+		t.Fatal(err)
+	}
+	items, _ = a.outbox(b)
+	if len(items) != 2 || items[0].id != "m1" || items[1].id != "m3" {
+		t.Fatalf("outbox %+v", items)
+	}
+	m3 := items[1].item.Payload
+	if carriesInit(t, m3) || len(m3) > withInit-1000 {
+		t.Fatalf("m3 after the ack: %d bytes (m2 had %d), init %v", len(m3), withInit, carriesInit(t, m3))
+	}
+	deliverDirect(t, a, b, [][]byte{items[0].item.Payload, m3}, false)
+	h := b.history(a)
+	if len(h) != 3 || h[0].ID != "m1" || h[1].ID != "m2" || h[2].ID != "m3" {
+		t.Fatalf("B's history %+v", h)
+	}
+}
+
+func carriesInit(t *testing.T, payload []byte) bool {
+	t.Helper()
+	p, err := DecodePayload(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isInit, _, err := ratchet.PeekInit(p.GetMessage().Ratchet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return isInit
 }

@@ -700,8 +700,10 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 	if body.Read {
 		state = StateRead
 	}
+	loaded := s.load(cv) == nil // a conversation whose sessions do not load still takes the ack
 	b := s.o.Store.NewBatch()
 	var changed []Message
+	confirmed := false
 	for _, id := range body.Ids {
 		m, err := s.lookup(acct, s.myID, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -711,6 +713,7 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 			b.Discard()
 			return err
 		}
+		confirmed = loaded && s.confirmSession(cv, outKey(acct, m.Lamport, id)) || confirmed
 		if err := b.Delete(s.ns, outKey(acct, m.Lamport, id)); err != nil {
 			b.Discard()
 			return err
@@ -724,6 +727,13 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 			changed = append(changed, m)
 		}
 	}
+	if confirmed {
+		// Not synced: losing it only means the next messages carry the init data again.
+		if err := s.putState(b, cv); err != nil {
+			b.Discard()
+			return err
+		}
+	}
 	if err := s.commit(b, cv, false); err != nil {
 		return err
 	}
@@ -731,6 +741,29 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 		s.publishState(m)
 	}
 	return nil
+}
+
+// confirmSession tells the session that encrypted the queued message at key that the friend acknowledged
+// it (with cv.mu held), so that the session stops sending its init data; it reports whether one changed.
+func (s *Service) confirmSession(cv *conv, key string) bool {
+	raw, err := s.ns.Get(key)
+	if err != nil {
+		return false
+	}
+	var it pb.OutboxItem
+	if proto.Unmarshal(raw, &it) != nil {
+		return false
+	}
+	p, err := DecodePayload(it.Payload)
+	if err != nil || p.GetMessage() == nil {
+		return false
+	}
+	for _, sess := range cv.sessions {
+		if sess.Confirm(p.GetMessage().Ratchet) {
+			return true
+		}
+	}
+	return false
 }
 
 // setState moves queued messages to sent (deposited) or failed, removing failed ones from the outbox.

@@ -4,10 +4,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"time"
 	"unicode/utf8"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/madang-p2p/madang/protocols/room/pb"

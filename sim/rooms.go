@@ -321,7 +321,7 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	}
 	m, coll := prepareMeasure(c, o.tracers, o.heap0, o.gor0, p.n, "ours")
 	gcoll := NewCollector(coll.start)
-	gl.coll.Store(gcoll)
+	gl.on.Store(true)
 	for i, s := range svcs {
 		// A callback, not a buffered channel: the raw run reads its subscriptions directly, and a buffer
 		// per node large enough to never lose a delivery would be tens of MB for the GC to scan.
@@ -350,6 +350,7 @@ func runRoomsOurs(ctx context.Context, c Config, p psPlan) (*psMeasure, error) {
 	}, RepairWait)
 	out.syncBytes = dhtBytes(o.net, isRoomSync) - syncBefore
 	out.protoBytes = diffBytes(protoBytes(o.net), protoBefore)
+	gl.flush(gcoll)
 	out.gossip = gcoll
 	out.openErrs = pubsubOpenErrors(o.net)
 	finishMeasureOurs(out, m, mark, o, id.Topic())
@@ -443,27 +444,64 @@ func setupRoom(ctx context.Context, c Config, o *ours, svcs []*room.Service, p p
 // the topic validator accepted it, before the room service stores and hands it on), so that the latency
 // of the room layer can be told apart from that of the gossip layer. Messages are recognised by the
 // number the sim writes at the start of their text.
+//
+// The hook runs inside each node's pubsub loop, on the forwarding path, so it must cost ours (almost)
+// nothing the raw run does not pay: it reads what the validator decoded instead of parsing the message
+// again, and it appends to the node's own log (a lock no other node takes) instead of a collector shared by
+// all nodes; flush hands the logs to the collector after the run.
 type gossipLayer struct {
-	coll atomic.Pointer[Collector]
+	on   atomic.Bool
+	mu   sync.Mutex
+	logs map[int]*gossipLog
+}
+
+type gossipLog struct {
+	mu  sync.Mutex
+	got []gossipGot
+}
+
+type gossipGot struct {
+	k  int
+	at time.Time
 }
 
 func (g *gossipLayer) hook(i int, t *Tracer) {
+	l := &gossipLog{}
+	g.mu.Lock()
+	if g.logs == nil {
+		g.logs = map[int]*gossipLog{}
+	}
+	g.logs[i] = l
+	g.mu.Unlock()
 	t.OnDeliver = func(m *pubsub.Message) {
-		c := g.coll.Load()
-		if c == nil || m.Local {
+		if !g.on.Load() || m.Local {
 			return
 		}
 		now := time.Now()
-		// This runs inside the node's pubsub loop, on the forwarding path: read what the validator
-		// decoded instead of parsing the message again (two protobuf decodes per delivery used to slow
-		// ours down in its own measurement).
 		msg := room.Validated(m)
 		if msg == nil || len(msg.Body.Text) < 8 {
 			return
 		}
 		if k, err := strconv.Atoi(msg.Body.Text[:8]); err == nil {
-			c.Got(strconv.Itoa(k), i, now, true)
+			l.mu.Lock()
+			l.got = append(l.got, gossipGot{k: k, at: now})
+			l.mu.Unlock()
 		}
+	}
+}
+
+// flush stops recording and hands every node's deliveries to c.
+func (g *gossipLayer) flush(c *Collector) {
+	g.on.Store(false)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, l := range g.logs {
+		l.mu.Lock()
+		for _, d := range l.got {
+			c.Got(strconv.Itoa(d.k), i, d.at, true)
+		}
+		l.got = nil
+		l.mu.Unlock()
 	}
 }
 

@@ -397,7 +397,10 @@ func TestConfirmStopsInitData(t *testing.T) {
 	if a.Confirm(fromB) || a.Confirm([]byte("garbage")) {
 		t.Fatal("a message without our init data confirmed the session")
 	}
-	if !a.Confirm(first) {
+	if !a.SendsInit() || b.SendsInit() {
+		t.Fatal("before Confirm only the initiator sends init data")
+	}
+	if !a.Confirm(first) || a.SendsInit() {
 		t.Fatal("Confirm of our own acknowledged init message did nothing")
 	}
 	if a.Confirm(first) {

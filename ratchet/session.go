@@ -188,6 +188,10 @@ func (s *Session) PeerIdentityDH() []byte {
 	return append([]byte(nil), s.ad[32:64]...)
 }
 
+// SendsInit reports whether the messages this session encrypts still carry the PQXDH init data (an
+// initiator before the peer's first reply or Confirm).
+func (s *Session) SendsInit() bool { return s.pending != nil }
+
 // Confirm stops the init data after the peer authentically acknowledged msg, a message this session
 // encrypted that carried it: the peer holds the session, so later messages need not carry the PQXDH init
 // data (about 1.2 KB with the ML-KEM ciphertext) until the peer's first reply, as they otherwise would. The
@@ -195,7 +199,7 @@ func (s *Session) PeerIdentityDH() []byte {
 // session changed; persist it then. A message of another session, one without init data, or bytes that
 // do not parse change nothing.
 func (s *Session) Confirm(msg []byte) bool {
-	if s.pending == nil {
+	if !s.SendsInit() {
 		return false
 	}
 	m, err := parseMessage(msg)

@@ -700,7 +700,9 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 	if body.Read {
 		state = StateRead
 	}
-	loaded := s.load(cv) == nil // a conversation whose sessions do not load still takes the ack
+	// Only a session that still sends its init data can be confirmed; otherwise the queued messages need not
+	// be read. A conversation whose sessions do not load still takes the ack.
+	confirmable := s.load(cv) == nil && slices.ContainsFunc(cv.sessions, (*ratchet.Session).SendsInit)
 	b := s.o.Store.NewBatch()
 	var changed []Message
 	confirmed := false
@@ -713,7 +715,7 @@ func (s *Service) applyAck(from ed25519.PublicKey, body *pb.AckBody) error {
 			b.Discard()
 			return err
 		}
-		confirmed = loaded && s.confirmSession(cv, outKey(acct, m.Lamport, id)) || confirmed
+		confirmed = confirmable && s.confirmSession(cv, outKey(acct, m.Lamport, id)) || confirmed
 		if err := b.Delete(s.ns, outKey(acct, m.Lamport, id)); err != nil {
 			b.Discard()
 			return err

@@ -36,11 +36,6 @@ type dhtPlan struct {
 	phase      time.Duration
 }
 
-type churnWindow struct {
-	node     int
-	off, dur time.Duration
-}
-
 func planDHT(c Config) dhtPlan {
 	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0xd47))
 	perm := rng.Perm(c.Nodes)
@@ -219,18 +214,7 @@ func driveLookups(ctx context.Context, c Config, plan dhtPlan, net *Network, top
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
-	for _, cw := range plan.churn {
-		wg.Go(func() {
-			if waitCtx(ctx, cw.off) != nil {
-				return
-			}
-			net.Offline(cw.node)
-			if waitCtx(ctx, cw.dur) != nil {
-				return
-			}
-			_ = net.Online(ctx, cw.node, topo)
-		})
-	}
+	net.Churn(ctx, &wg, topo, start, plan.churn, c.progress)
 	interval := time.Duration(float64(time.Second) / c.Rate())
 	for i, lk := range plan.lookups {
 		if waitCtx(ctx, time.Until(start.Add(time.Duration(i)*interval))) != nil {

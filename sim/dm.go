@@ -10,8 +10,10 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,10 +23,11 @@ import (
 	"github.com/madang-p2p/madang/graph"
 	"github.com/madang-p2p/madang/node"
 	"github.com/madang-p2p/madang/protocols/dm"
+	"github.com/madang-p2p/madang/protocols/mailbox"
 )
 
 func init() {
-	register("dm", "end-to-end encrypted 1:1 messages between friends: latency and throughput direct (vs a plain libp2p stream with acks) and through a relay mailbox while the friend is offline",
+	register("dm", "end-to-end encrypted 1:1 messages between friends: latency and throughput direct (vs a plain libp2p stream with acks; with --churn friends go offline and come back meanwhile) and through a relay mailbox while the friend is offline",
 		Config{Nodes: 10, Msgs: 100, Size: 256, Rates: []float64{20}, Publishers: 2, Warmup: time.Second, Settle: 30 * time.Second},
 		runDM)
 }
@@ -32,14 +35,15 @@ func init() {
 // rawDMProtocol is the raw baseline's stream protocol: length-prefixed messages, an 8-byte ack for each.
 const rawDMProtocol = "/sim/raw-dm/1.0.0"
 
-// dmPlan: pairs of friends (sender, receiver) among the nodes, and the mailbox relay (an extra node that
-// every receiver keeps a connection to).
+// dmPlan: pairs of friends (sender, receiver) among the nodes, the mailbox relay (an extra node that
+// every receiver keeps a connection to), and who goes offline during the direct phase.
 type dmPlan struct {
 	n     int
 	pairs [][2]int
 	relay int
 	topo  Topology // over n+1 nodes: the relay last
 	msgs  int      // per pair
+	churn []churnWindow
 }
 
 func planDM(c Config) (dmPlan, error) {
@@ -58,6 +62,24 @@ func planDM(c Config) (dmPlan, error) {
 		p.topo.Edges = append(p.topo.Edges, [2]int{i, p.relay})
 	}
 	p.topo = withSpammers(p.topo, c, rng) // hostile peers after the relay
+	// Churn: round(churn × nodes) nodes go offline once while the direct phase sends, the friends first
+	// (senders and receivers, in random order; a bystander going offline changes little for 1:1
+	// messages). Each leaves within the first half of the phase and is back before it ends.
+	phase := time.Duration(float64(p.msgs) * float64(len(p.pairs)) / c.Rate() * float64(time.Second))
+	var friends, others []int
+	for _, i := range perm {
+		if slices.ContainsFunc(p.pairs, func(pr [2]int) bool { return pr[0] == i || pr[1] == i }) {
+			friends = append(friends, i)
+		} else {
+			others = append(others, i)
+		}
+	}
+	rng.Shuffle(len(friends), func(a, b int) { friends[a], friends[b] = friends[b], friends[a] })
+	order := append(friends, others...)
+	for _, i := range order[:min(int(math.Round(c.Churn*float64(c.Nodes))), len(order))] {
+		off := time.Duration(rng.Float64() * 0.5 * float64(phase))
+		p.churn = append(p.churn, churnWindow{node: i, off: off, dur: time.Duration((0.2 + 0.3*rng.Float64()) * float64(phase))})
+	}
 	return p, nil
 }
 
@@ -97,15 +119,13 @@ func (o *dmOut) bytesPerMessage(dm bool) float64 {
 	return perOK(float64(t), o.direct.got+o.burst.got)
 }
 
-// isDMProtocol: the protocols that carry the messages and their acks (ours: direct and through a mailbox).
+// isDMProtocol: the protocols that carry the messages and their acks (ours: direct, and deposits in and
+// drains of the relay mailboxes).
 func isDMProtocol(p protocol.ID) bool {
-	return p == dm.ProtocolID || p == rawDMProtocol
+	return p == dm.ProtocolID || p == mailbox.ProtocolID || p == rawDMProtocol
 }
 
 func runDM(ctx context.Context, c Config) (*Result, error) {
-	if c.Churn > 0 {
-		return nil, fmt.Errorf("%w: --churn is not supported by the dm scenario (its mailbox phase takes a receiver offline itself)", ErrBadConfig)
-	}
 	p, err := planDM(c)
 	if err != nil {
 		return nil, err
@@ -125,7 +145,7 @@ func runDM(ctx context.Context, c Config) (*Result, error) {
 	res.add("p50_ms", Percentile(lo, 50), Percentile(lr, 50), "send → received by the friend (direct)")
 	res.add("p95_ms", Percentile(lo, 95), Percentile(lr, 95), "")
 	res.add("p99_ms", Percentile(lo, 99), Percentile(lr, 99), "")
-	res.add("delivery", frac(o.direct.got, o.direct.expected), frac(r.direct.got, r.direct.expected), "direct, within the run")
+	res.add("delivery", frac(o.direct.got, o.direct.expected), frac(r.direct.got, r.direct.expected), "direct, within the run (with --churn: ours through mailboxes and outbox retries)")
 	res.add("throughput_msgs_per_s", o.burst.throughput(), r.burst.throughput(), "one pair, a burst of messages sent at once")
 	res.add("burst_delivery", frac(o.burst.got, o.burst.expected), frac(r.burst.got, r.burst.expected), "")
 	res.add("mailbox_delivery", frac(o.mailbox.got, o.mailbox.expected), math.NaN(), "friend offline while sending, then back (raw has no mailbox)")
@@ -200,20 +220,36 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	out := &dmOut{heapPerNode: float64(heap-min(heap, r.heap0)) / float64(p.n)}
 	c.measured("raw")
 	mark, bytes0 := markUsage(), protoBytes(r.net)
+	// send writes keys to the receiver on one stream. Under churn a stream that breaks is opened again
+	// for the next message, and the messages that could not be written are lost: the raw stack has no
+	// store-and-forward.
+	churn := len(p.churn) > 0
 	send := func(ctx context.Context, pair [2]int, keys []string, pace time.Duration, cl *Collector) error {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := r.net.Hosts[pair[0]].NewStream(sctx, r.net.ID(pair[1]), rawDMProtocol)
-		cancel()
-		if err != nil {
-			return err
+		var (
+			s              network.Stream
+			readers        sync.WaitGroup
+			written, acked atomic.Int64
+		)
+		open := func() error {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var err error
+			if s, err = r.net.Hosts[pair[0]].NewStream(sctx, r.net.ID(pair[1]), rawDMProtocol); err != nil {
+				s = nil
+				return err
+			}
+			rs := s
+			readers.Go(func() {
+				ack := make([]byte, 8)
+				for {
+					if _, err := io.ReadFull(rs, ack); err != nil {
+						return
+					}
+					acked.Add(1)
+				}
+			})
+			return nil
 		}
-		defer s.Close()
-		acks := make(chan error, 1)
-		go func() {
-			buf := make([]byte, 8*len(keys))
-			_, err := io.ReadFull(s, buf)
-			acks <- err
-		}()
 		start := time.Now()
 		for k, key := range keys {
 			if waitCtx(ctx, time.Until(start.Add(time.Duration(k)*pace))) != nil {
@@ -223,24 +259,48 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 			var hdr [4]byte
 			binary.BigEndian.PutUint32(hdr[:], uint32(len(msg)))
 			cl.Sent(key, pair[0], time.Now())
+			if s == nil {
+				if err := open(); err != nil {
+					if churn {
+						continue
+					}
+					return err
+				}
+			}
 			if _, err := s.Write(append(hdr[:], msg...)); err != nil {
+				_ = s.Reset()
+				s = nil
+				if churn {
+					continue
+				}
 				return err
 			}
+			written.Add(1)
 		}
-		return <-acks
+		if s != nil {
+			_ = s.CloseWrite() // the receiver acks what it read, then closes on EOF
+		}
+		readers.Wait()
+		if s != nil {
+			_ = s.Close()
+		}
+		if !churn && acked.Load() != written.Load() {
+			return fmt.Errorf("raw dm: %d of %d messages acked", acked.Load(), written.Load())
+		}
+		return nil
 	}
 	for _, pair := range p.pairs {
 		spam.targets = append(spam.targets, r.net.ID(pair[1]))
 	}
 	stopSpam := spam.during(ctx)
-	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, r.net, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
 	})
 	stopSpam()
 	if err != nil {
 		return nil, err
 	}
-	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, nil, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, 0, cl)
 	}); err != nil {
 		return nil, err
@@ -251,8 +311,9 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 }
 
 // dmPhaseRun runs one phase: every pair (or, unless all, the first) sends p.msgs messages through send and
-// the phase ends when every receiver has them all or Settle passed.
-func dmPhaseRun(ctx context.Context, c Config, p dmPlan, coll *atomicCollector, all bool,
+// the phase ends when every receiver has them all or Settle passed. With net, the plan's churn plays
+// during the phase, and every churned node is back online when it ends.
+func dmPhaseRun(ctx context.Context, c Config, p dmPlan, coll *atomicCollector, all bool, net *Network,
 	send func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error) (*dmPhase, error) {
 	pairs := p.pairs
 	if !all {
@@ -263,6 +324,11 @@ func dmPhaseRun(ctx context.Context, c Config, p dmPlan, coll *atomicCollector, 
 	defer coll.Store(nil)
 	start := time.Now()
 	var wg sync.WaitGroup
+	if net != nil {
+		var churn sync.WaitGroup
+		net.Churn(ctx, &churn, p.topo, start, p.churn, c.progress)
+		defer churn.Wait()
+	}
 	errs := make([]error, len(pairs))
 	for k, pair := range pairs {
 		keys := make([]string, p.msgs)
@@ -364,14 +430,14 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 		ospam.accounts = append(ospam.accounts, o.nodes[pair[1]].Identity.AccountKey())
 	}
 	stopSpam := ospam.during(ctx)
-	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, o.net, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
 	})
 	stopSpam()
 	if err != nil {
 		return nil, err
 	}
-	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
+	if out.burst, err = dmPhaseRun(ctx, c, p, &coll, false, nil, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
 		for i := range keys {
 			keys[i] = "b" + keys[i]
 		}

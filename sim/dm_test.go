@@ -36,3 +36,25 @@ func TestDMShort(t *testing.T) {
 		t.Errorf("hostile streams answered: ours %v (want 0) raw %v (want > 0)", f.Ours, f.Raw)
 	}
 }
+
+// TestDMChurnShort: friends go offline and come back while they exchange messages. Ours delivers every
+// message (to an offline friend through its relay's mailbox, from an offline sender once it is back) and
+// sees each acked; the raw stream loses what was sent while either end was away.
+func TestDMChurnShort(t *testing.T) {
+	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 60, Rates: []float64{30}, Publishers: 2, Churn: 0.25, Seed: 2,
+		Settle: 8 * time.Second, Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteTable(os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	if f := res.Figure("delivery"); f.Ours != 1 || !(f.Raw < 1) {
+		t.Errorf("delivery under churn: ours %v (want 1), raw %v (want < 1)", f.Ours, f.Raw)
+	}
+	for _, name := range []string{"burst_delivery", "mailbox_delivery", "acked"} {
+		if f := res.Figure(name); f.Ours != 1 {
+			t.Errorf("%s: %v, want 1", name, f.Ours)
+		}
+	}
+}

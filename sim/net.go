@@ -201,6 +201,33 @@ func (n *Network) Offline(i int) {
 	}
 }
 
+// churnWindow takes a node offline at a phase's start + off, for dur.
+type churnWindow struct {
+	node     int
+	off, dur time.Duration
+}
+
+// Churn plays the windows from start in goroutines added to wg: each node goes offline at its offset
+// and comes back online (relinked, its topology neighbours in t dialled again) dur later. A node that
+// cannot come back is reported through progress.
+func (n *Network) Churn(ctx context.Context, wg *sync.WaitGroup, t Topology, start time.Time, ws []churnWindow,
+	progress func(format string, args ...any)) {
+	for _, cw := range ws {
+		wg.Go(func() {
+			if waitCtx(ctx, time.Until(start.Add(cw.off))) != nil {
+				return
+			}
+			n.Offline(cw.node)
+			if waitCtx(ctx, cw.dur) != nil {
+				return
+			}
+			if err := n.Online(ctx, cw.node, t); err != nil {
+				progress("churn: node %d back online: %v", cw.node, err)
+			}
+		})
+	}
+}
+
 // Online brings peer i back: links to every peer that is online, then dials its topology neighbours again.
 func (n *Network) Online(ctx context.Context, i int, t Topology) error {
 	n.mu.Lock()

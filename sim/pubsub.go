@@ -141,20 +141,7 @@ func drive(ctx context.Context, c Config, p psPlan, net *Network, coll *Collecto
 	for s := range p.spammers {
 		wg.Go(func() { spam(sctx, p.n+s) })
 	}
-	for _, cw := range p.churn {
-		wg.Go(func() {
-			if waitCtx(ctx, time.Until(start.Add(cw.off))) != nil {
-				return
-			}
-			net.Offline(cw.node)
-			if waitCtx(ctx, cw.dur) != nil {
-				return
-			}
-			if err := net.Online(ctx, cw.node, p.topo); err != nil {
-				c.progress("churn: node %d back online: %v", cw.node, err)
-			}
-		})
-	}
+	net.Churn(ctx, &wg, p.topo, start, p.churn, c.progress)
 	interval := time.Duration(float64(time.Second) / p.rate)
 	var errMu sync.Mutex
 	var pwg sync.WaitGroup

@@ -53,7 +53,7 @@ func (o *orderer) push(m *Message, now time.Time, lastSeq uint64, accounted []ui
 	k := pk(m.Body.Persona)
 	q := o.q[k]
 	if q == nil {
-		q = &orderQ{last: lastSeq, pending: map[uint64]pendingMsg{}}
+		q = &orderQ{last: lastSeq}
 		if q.last == 0 && seq > 0 {
 			q.last = seq - 1 // first message seen from this persona: start here
 		}
@@ -61,6 +61,16 @@ func (o *orderer) push(m *Message, now time.Time, lastSeq uint64, accounted []ui
 	}
 	if seq == 0 || seq <= q.last {
 		return []*Message{m}
+	}
+	if seq == q.last+1 && len(q.pending) == 0 && len(q.gone) == 0 && len(accounted) == 0 {
+		// The usual case: the author's next message, nothing held. No queue: a map that held even one
+		// message keeps its storage, for every author a node has heard.
+		q.last = seq
+		o.forget(k, q)
+		return []*Message{m}
+	}
+	if q.pending == nil {
+		q.pending = map[uint64]pendingMsg{}
 	}
 	q.pending[seq] = pendingMsg{m: m, at: now}
 	q.account(accounted)

@@ -46,10 +46,7 @@ func planDHT(c Config) dhtPlan {
 	}
 	rest := perm[c.Publishers:]
 	nChurn := min(int(math.Round(c.Churn*float64(c.Nodes))), len(rest)-1)
-	for _, n := range rest[:max(nChurn, 0)] {
-		off := time.Duration(rng.Float64() * 0.5 * float64(p.phase))
-		p.churn = append(p.churn, churnWindow{node: n, off: off, dur: time.Duration((0.2 + 0.3*rng.Float64()) * float64(p.phase))})
-	}
+	p.churn = churnWindows(rng, rest[:max(nChurn, 0)], p.phase)
 	lookers := rest[max(nChurn, 0):]
 	for range c.Msgs {
 		p.lookups = append(p.lookups, [2]int{lookers[rng.IntN(len(lookers))], rng.IntN(len(p.keys))})

@@ -41,8 +41,9 @@ type dmPlan struct {
 	n     int
 	pairs [][2]int
 	relay int
-	topo  Topology // over n+1 nodes: the relay last
-	msgs  int      // per pair
+	topo  Topology      // over n+1 nodes: the relay last
+	msgs  int           // per pair
+	pace  time.Duration // between a pair's messages in the direct phase (all pairs together send at the rate)
 	churn []churnWindow
 }
 
@@ -65,7 +66,8 @@ func planDM(c Config) (dmPlan, error) {
 	// Churn: round(churn × nodes) nodes go offline once while the direct phase sends, the friends first
 	// (senders and receivers, in random order; a bystander going offline changes little for 1:1
 	// messages). Each leaves within the first half of the phase and is back before it ends.
-	phase := time.Duration(float64(p.msgs) * float64(len(p.pairs)) / c.Rate() * float64(time.Second))
+	p.pace = time.Duration(float64(time.Second) / c.Rate() * float64(len(p.pairs)))
+	phase := time.Duration(p.msgs) * p.pace
 	var friends, others []int
 	for _, i := range perm {
 		if slices.ContainsFunc(p.pairs, func(pr [2]int) bool { return pr[0] == i || pr[1] == i }) {
@@ -76,10 +78,7 @@ func planDM(c Config) (dmPlan, error) {
 	}
 	rng.Shuffle(len(friends), func(a, b int) { friends[a], friends[b] = friends[b], friends[a] })
 	order := append(friends, others...)
-	for _, i := range order[:min(int(math.Round(c.Churn*float64(c.Nodes))), len(order))] {
-		off := time.Duration(rng.Float64() * 0.5 * float64(phase))
-		p.churn = append(p.churn, churnWindow{node: i, off: off, dur: time.Duration((0.2 + 0.3*rng.Float64()) * float64(phase))})
-	}
+	p.churn = churnWindows(rng, order[:min(int(math.Round(c.Churn*float64(c.Nodes))), len(order))], phase)
 	return p, nil
 }
 
@@ -294,7 +293,7 @@ func runDMRaw(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	}
 	stopSpam := spam.during(ctx)
 	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, r.net, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
-		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
+		return send(ctx, pair, keys, p.pace, cl)
 	})
 	stopSpam()
 	if err != nil {
@@ -431,7 +430,7 @@ func runDMOurs(ctx context.Context, c Config, p dmPlan) (*dmOut, error) {
 	}
 	stopSpam := ospam.during(ctx)
 	out.direct, err = dmPhaseRun(ctx, c, p, &coll, true, o.net, func(ctx context.Context, pair [2]int, k int, keys []string, cl *Collector) error {
-		return send(ctx, pair, keys, time.Duration(float64(time.Second)/c.Rate()*float64(len(p.pairs))), cl)
+		return send(ctx, pair, keys, p.pace, cl)
 	})
 	stopSpam()
 	if err != nil {

@@ -207,6 +207,17 @@ type churnWindow struct {
 	off, dur time.Duration
 }
 
+// churnWindows plans one window for each of nodes: offline at a random point of the first half of a
+// phase of length phase, for 20–50 % of it (so back before the phase ends).
+func churnWindows(rng *rand.Rand, nodes []int, phase time.Duration) []churnWindow {
+	ws := make([]churnWindow, 0, len(nodes))
+	for _, n := range nodes {
+		off := time.Duration(rng.Float64() * 0.5 * float64(phase))
+		ws = append(ws, churnWindow{node: n, off: off, dur: time.Duration((0.2 + 0.3*rng.Float64()) * float64(phase))})
+	}
+	return ws
+}
+
 // Churn plays the windows from start in goroutines added to wg: each node goes offline at its offset
 // and comes back online (relinked, its topology neighbours in t dialled again) dur later. A node that
 // cannot come back is reported through progress.

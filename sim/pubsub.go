@@ -39,10 +39,7 @@ func planPubsub(c Config, rate float64) psPlan {
 	p.publishers = slices.Clone(perm[:c.Publishers])
 	rest := perm[c.Publishers:]
 	nChurn := min(int(math.Round(c.Churn*float64(c.Nodes))), len(rest))
-	for _, n := range rest[:nChurn] {
-		off := time.Duration(rng.Float64() * 0.5 * float64(p.publishTime))
-		p.churn = append(p.churn, churnWindow{node: n, off: off, dur: time.Duration((0.2 + 0.3*rng.Float64()) * float64(p.publishTime))})
-	}
+	p.churn = churnWindows(rng, rest[:nChurn], p.publishTime)
 	return p
 }
 

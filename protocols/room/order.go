@@ -11,6 +11,11 @@ import (
 // elsewhere (stored by history sync, or dropped by this node's rate limit or slow mode after their
 // signature verified) close gaps at once; any other gap (a message lost on the way) is skipped after
 // reorderWait, and history sync repairs it later. Messages without a seq, and late ones, pass at once.
+//
+// The first message heard from a persona nothing is stored from normally starts its queue. While a
+// catch-up is under way (this node just joined or came back, or a peer just appeared), the persona's
+// earlier messages may be on their way through it: the message then waits, as behind a gap, until the
+// catch-ups are done (what they stored closes the gap) or reorderWait has passed.
 const (
 	reorderWait    = 2 * time.Second
 	reorderPending = 512 // per persona; beyond it the queue is flushed
@@ -32,8 +37,16 @@ func (o *orderer) gap(q *orderQ, seq uint64) {
 	}
 }
 
+// history is what the orderer asks of the room.
+type history interface {
+	lastSeq(k pkey) uint64     // the highest seq stored from the persona (0: none)
+	accounted(k pkey) []uint64 // seqs of the persona that will not come live (each returned once)
+	catchingUp() bool          // a catch-up session is planned for now or running
+}
+
 type orderQ struct {
 	last    uint64
+	unsure  bool // started while catching up: the persona's earlier messages may still come
 	pending map[uint64]pendingMsg
 	gone    map[uint64]bool // accounted for outside the live path
 }
@@ -45,36 +58,43 @@ type pendingMsg struct {
 
 func newOrderer() *orderer { return &orderer{q: map[pkey]*orderQ{}} }
 
-// push takes a live message and returns the messages now ready, in order. lastSeq is the highest seq
-// already stored from the persona (0 if unknown); accounted are seqs of the persona that will not come
-// through the live path.
-func (o *orderer) push(m *Message, now time.Time, lastSeq uint64, accounted []uint64) []*Message {
+// push takes a live message and returns the messages now ready, in order.
+func (o *orderer) push(m *Message, now time.Time, h history) []*Message {
 	seq := m.Body.Seq
 	k := pk(m.Body.Persona)
 	q := o.q[k]
+	var out []*Message
 	if q == nil {
-		q = &orderQ{last: lastSeq}
-		if q.last == 0 && seq > 0 {
-			q.last = seq - 1 // first message seen from this persona: start here
+		q = &orderQ{last: h.lastSeq(k)}
+		if q.last == 0 && seq > 1 {
+			if h.catchingUp() {
+				q.unsure = true
+			} else {
+				q.last = seq - 1 // first message seen from this persona: start here
+			}
 		}
 		o.q[k] = q
+	} else if q.unsure {
+		out = q.raise(h.lastSeq(k), nil)
 	}
 	if seq == 0 || seq <= q.last {
-		return []*Message{m}
+		return append(out, m)
 	}
+	accounted := h.accounted(k)
 	if seq == q.last+1 && len(q.pending) == 0 && len(q.gone) == 0 && len(accounted) == 0 {
 		// The usual case: the author's next message, nothing held. No queue: a map that held even one
 		// message keeps its storage, for every author a node has heard.
 		q.last = seq
+		q.unsure = false
 		o.forget(k, q)
-		return []*Message{m}
+		return append(out, m)
 	}
 	if q.pending == nil {
 		q.pending = map[uint64]pendingMsg{}
 	}
 	q.pending[seq] = pendingMsg{m: m, at: now}
 	q.account(accounted)
-	out := q.drain(nil)
+	out = q.drain(out)
 	if len(q.pending) > reorderPending {
 		o.gap(q, q.first())
 		out = q.skip(out)
@@ -95,14 +115,27 @@ func (o *orderer) waiting() bool {
 
 // expired releases, in order, what is no longer waited for: gaps accounted for meanwhile, and gaps older
 // than reorderWait.
-func (o *orderer) expired(now time.Time, accounted func(pkey) []uint64) []*Message {
+func (o *orderer) expired(now time.Time, h history) []*Message {
 	var out []*Message
+	catchingUp := h.catchingUp()
 	for k, q := range o.q {
+		if q.unsure {
+			// What the catch-ups stored from the persona comes before what waits here.
+			out = q.raise(h.lastSeq(k), out)
+			if len(q.pending) == 0 || !catchingUp || now.Sub(q.pending[q.first()].at) >= reorderWait {
+				// Caught up: what is still missing of a persona nothing was stored from is older history,
+				// not a gap.
+				q.unsure = false
+				if q.last == 0 && len(q.pending) > 0 {
+					q.last = q.first() - 1
+				}
+			}
+		}
 		if len(q.pending) > 0 {
-			q.account(accounted(k))
+			q.account(h.accounted(k))
 			out = q.drain(out)
 		}
-		for len(q.pending) > 0 {
+		for len(q.pending) > 0 && !q.unsure {
 			first := q.first()
 			if now.Sub(q.pending[first].at) < reorderWait {
 				break
@@ -128,6 +161,24 @@ func (q *orderQ) first() uint64 {
 		keys = append(keys, s)
 	}
 	return slices.Min(keys)
+}
+
+// raise moves last up to a seq stored meanwhile, releasing in order what waited at or below it (late
+// now: storage dedupes), then what follows it.
+func (q *orderQ) raise(last uint64, out []*Message) []*Message {
+	if last <= q.last {
+		return out
+	}
+	for len(q.pending) > 0 {
+		first := q.first()
+		if first > last {
+			break
+		}
+		out = append(out, q.pending[first].m)
+		delete(q.pending, first)
+	}
+	q.last = last
+	return q.drain(out)
 }
 
 // account remembers seqs that will not come live, so that they do not hold the queue up.

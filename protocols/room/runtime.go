@@ -577,11 +577,10 @@ func (r *roomRT) receiveLoop(ctx context.Context) {
 				}
 				continue
 			}
-			p := d.msg.Body.Persona
-			ingest(ord.push(d.msg, r.s.now(), r.lastSeq(p), r.accounted(pk(p))))
+			ingest(ord.push(d.msg, r.s.now(), r))
 		case <-timer.C:
 			armed = false
-			ingest(ord.expired(r.s.now(), r.accounted))
+			ingest(ord.expired(r.s.now(), r))
 		}
 		if !armed && ord.waiting() {
 			timer.Reset(reorderTick)
@@ -636,10 +635,10 @@ func (r *roomRT) accounted(k pkey) []uint64 {
 	return s
 }
 
-func (r *roomRT) lastSeq(persona []byte) uint64 {
+func (r *roomRT) lastSeq(k pkey) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if m := r.members[pk(persona)]; m != nil {
+	if m := r.members[k]; m != nil {
 		return m.LastSeq
 	}
 	return 0

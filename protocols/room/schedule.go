@@ -47,6 +47,7 @@ type repairPlan struct {
 	lastAny time.Time             // last session with a peer of our choice
 	trouble time.Time             // last gap noticed or session that brought something
 	gapTo   int64                 // the next session of our choice compares up to this message time at least
+	running bool                  // a catch-up session is running
 	wake    chan struct{}
 }
 
@@ -129,6 +130,24 @@ func (pl *repairPlan) due() (peer.ID, time.Time) {
 	return p, at
 }
 
+// catchingUp reports whether a catch-up session is running or due (the live orderer then lets the first
+// message of a persona it has nothing from wait for the persona's earlier messages; see orderer).
+func (r *roomRT) catchingUp() bool {
+	pl := &r.plan
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.running {
+		return true
+	}
+	now := time.Now()
+	for _, t := range pl.peers {
+		if !t.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // repairLoop runs the planned sessions, one at a time, until ctx ends.
 func (r *roomRT) repairLoop(ctx context.Context) {
 	pl := &r.plan
@@ -156,6 +175,7 @@ func (r *roomRT) repairLoop(ctx context.Context) {
 		pl.mu.Lock()
 		if p != "" {
 			delete(pl.peers, p)
+			pl.running = true // until the session below ends
 		} else {
 			pl.any, pl.lastAny = time.Time{}, now
 			to = max(r.s.now().Add(-repairSettle).UnixMilli(), pl.gapTo)
@@ -187,6 +207,7 @@ func (r *roomRT) repairLoop(ctx context.Context) {
 			last = p
 		}
 		pl.mu.Lock()
+		pl.running = false
 		if res.stored > 0 {
 			// There may be more elsewhere: ask another peer soon.
 			pl.trouble = time.Now()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -238,50 +239,155 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func TestOrderer(t *testing.T) {
+// fakeHistory is the room as the orderer sees it.
+type fakeHistory struct {
+	last     map[pkey]uint64
+	acc      map[pkey][]uint64
+	catching bool
+}
+
+func newFakeHistory() *fakeHistory {
+	return &fakeHistory{last: map[pkey]uint64{}, acc: map[pkey][]uint64{}}
+}
+
+func (f *fakeHistory) lastSeq(k pkey) uint64 { return f.last[k] }
+func (f *fakeHistory) catchingUp() bool      { return f.catching }
+func (f *fakeHistory) accounted(k pkey) []uint64 {
+	s := f.acc[k]
+	delete(f.acc, k)
+	return s
+}
+
+// authorMessages returns one author's messages with seqs 1..n, and the author.
+func authorMessages(t *testing.T, n int) ([]*Message, pkey) {
 	id := testManifest(t, key(1)).ID
-	ms := make([]*Message, 8)
+	ms := make([]*Message, n)
 	for i := range ms {
 		ms[i] = testMessage(t, id, key(2), uint64(i+1), "x")
 	}
-	o := newOrderer()
-	now := time.Unix(1000, 0)
-	var got []uint64
-	take := func(out []*Message) {
+	return ms, pk(ms[0].Body.Persona)
+}
+
+// seqsOf collects the seqs of released messages.
+func seqsOf(got *[]uint64) func([]*Message) {
+	return func(out []*Message) {
 		for _, m := range out {
-			got = append(got, m.Body.Seq)
+			*got = append(*got, m.Body.Seq)
 		}
 	}
-	take(o.push(ms[0], now, 0, nil))         // 1
-	take(o.push(ms[2], now, 0, nil))         // 3 waits for 2
-	take(o.push(ms[3], now, 0, nil))         // 4 waits
-	take(o.push(ms[1], now, 0, nil))         // 2 releases 2, 3, 4
-	take(o.push(ms[5], now, 0, nil))         // 6 waits for 5
-	take(o.push(ms[6], now, 0, []uint64{5})) // 5 stored by sync: 6, 7 go
-	take(o.push(ms[0], now, 0, nil))         // late duplicate passes (storage dedupes)
-	take(o.expired(now.Add(time.Hour), func(pkey) []uint64 { return nil }))
-	want := []uint64{1, 2, 3, 4, 6, 7, 1}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
+}
+
+func TestOrderer(t *testing.T) {
+	ms, author := authorMessages(t, 8)
+	o := newOrderer()
+	h := newFakeHistory()
+	now := time.Unix(1000, 0)
+	var got []uint64
+	take := seqsOf(&got)
+	check := func(want ...uint64) {
+		t.Helper()
+		if !slices.Equal(got, want) {
 			t.Fatalf("got %v, want %v", got, want)
 		}
 	}
+	take(o.push(ms[0], now, h)) // 1
+	take(o.push(ms[2], now, h)) // 3 waits for 2
+	take(o.push(ms[3], now, h)) // 4 waits
+	take(o.push(ms[1], now, h)) // 2 releases 2, 3, 4
+	take(o.push(ms[5], now, h)) // 6 waits for 5
+	h.acc[author] = []uint64{5}
+	take(o.push(ms[6], now, h)) // 5 stored by sync: 6, 7 go
+	take(o.push(ms[0], now, h)) // late duplicate passes (storage dedupes)
+	take(o.expired(now.Add(time.Hour), h))
+	check(1, 2, 3, 4, 6, 7, 1)
+
 	// A gap that never fills is skipped after reorderWait.
-	o = newOrderer()
-	got = nil
-	take(o.push(ms[0], now, 0, nil))
-	take(o.push(ms[2], now, 0, nil))
-	take(o.expired(now.Add(reorderWait/2), func(pkey) []uint64 { return nil }))
-	if len(got) != 1 {
-		t.Fatalf("released before the wait: %v", got)
+	o, got = newOrderer(), nil
+	take(o.push(ms[0], now, h))
+	take(o.push(ms[2], now, h))
+	take(o.expired(now.Add(reorderWait/2), h))
+	check(1)
+	take(o.expired(now.Add(reorderWait), h))
+	check(1, 3)
+	if o.gaps != 1 {
+		t.Fatalf("%d gaps noted, want 1", o.gaps)
 	}
-	take(o.expired(now.Add(reorderWait), func(pkey) []uint64 { return nil }))
-	if len(got) != 2 || got[1] != 3 {
-		t.Fatalf("gap not skipped: %v", got)
+
+	// Not catching up, the first message heard from a persona starts its queue.
+	o, got = newOrderer(), nil
+	take(o.push(ms[3], now, h))
+	take(o.push(ms[4], now, h))
+	check(4, 5)
+}
+
+// While a catch-up runs, the first message heard from a persona nothing is stored from waits for the
+// persona's earlier messages the catch-up may bring (a member that just joined must not see an author's
+// third message before the first two).
+func TestOrdererWaitsForCatchUp(t *testing.T) {
+	ms, author := authorMessages(t, 8)
+	now := time.Unix(1000, 0)
+	var got []uint64
+	take := seqsOf(&got)
+	check := func(o *orderer, want ...uint64) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+		if o.gaps != 0 {
+			t.Fatalf("%d gaps noted while catching up, want 0", o.gaps)
+		}
 	}
+
+	// The catch-up stores 1 and 2: the held 4 and 5 follow the live 3.
+	o, h := newOrderer(), newFakeHistory()
+	h.catching = true
+	take(o.push(ms[3], now, h))
+	take(o.push(ms[4], now, h))
+	take(o.expired(now.Add(reorderTick), h))
+	check(o)
+	h.last[author], h.acc[author] = 2, []uint64{1, 2}
+	take(o.push(ms[2], now, h))
+	check(o, 3, 4, 5)
+	take(o.push(ms[5], now, h))
+	check(o, 3, 4, 5, 6)
+
+	// The catch-up stores up to 5 while 4 and 6 wait: 4 is late (storage dedupes), 6 follows.
+	o, h, got = newOrderer(), newFakeHistory(), nil
+	h.catching = true
+	take(o.push(ms[3], now, h))
+	take(o.push(ms[5], now, h))
+	h.last[author], h.acc[author] = 5, []uint64{1, 2, 3, 5}
+	take(o.expired(now.Add(reorderTick), h))
+	check(o, 4, 6)
+
+	// The catch-ups end with nothing from the persona: its earlier messages are older history, not a gap.
+	o, h, got = newOrderer(), newFakeHistory(), nil
+	h.catching = true
+	take(o.push(ms[3], now, h))
+	take(o.push(ms[4], now, h))
+	take(o.expired(now.Add(reorderTick), h))
+	check(o)
+	h.catching = false
+	take(o.expired(now.Add(2*reorderTick), h))
+	check(o, 4, 5)
+	take(o.push(ms[5], now, h))
+	check(o, 4, 5, 6)
+
+	// A catch-up that takes longer than reorderWait does not hold the live stream longer.
+	o, h, got = newOrderer(), newFakeHistory(), nil
+	h.catching = true
+	take(o.push(ms[3], now, h))
+	take(o.expired(now.Add(reorderWait-time.Millisecond), h))
+	check(o)
+	take(o.expired(now.Add(reorderWait), h))
+	check(o, 4)
+
+	// A persona something is stored from is ordered from its last stored seq, catching up or not.
+	o, h, got = newOrderer(), newFakeHistory(), nil
+	h.catching = true
+	h.last[author] = 2
+	take(o.push(ms[2], now, h))
+	check(o, 3)
 }
 
 func TestVerifyBootstrapChecksRoom(t *testing.T) {

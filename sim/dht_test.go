@@ -10,14 +10,8 @@ import (
 // TestDHTShort runs the dht scenario on 15 nodes: every lookup, ours and raw, finds the announcer, and the
 // figures are consistent.
 func TestDHTShort(t *testing.T) {
-	res, err := Run(t.Context(), "dht", Config{Nodes: 15, Msgs: 20, Rates: []float64{20}, Publishers: 3, Spammers: 2, Seed: 1,
+	res := runShown(t, "dht", Config{Nodes: 15, Msgs: 20, Rates: []float64{20}, Publishers: 3, Spammers: 2, Seed: 1,
 		Warmup: 200 * time.Millisecond, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.WriteTable(os.Stderr); err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"delivery"} {
 		f := res.Figure(name)
 		if f.Ours != 1 || f.Raw != 1 {

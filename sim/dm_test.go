@@ -10,14 +10,8 @@ import (
 // exchange messages directly (every one received and acked), and messages sent while the friend is offline
 // wait in its relay mailbox and arrive when it is back.
 func TestDMShort(t *testing.T) {
-	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 40, Rates: []float64{40}, Publishers: 2, Spammers: 1, Seed: 1,
+	res := runShown(t, "dm", Config{Nodes: 8, Msgs: 40, Rates: []float64{40}, Publishers: 2, Spammers: 1, Seed: 1,
 		Settle: 20 * time.Second, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.WriteTable(os.Stderr); err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"delivery", "burst_delivery"} {
 		if f := res.Figure(name); f.Ours != 1 || f.Raw != 1 {
 			t.Errorf("%s: ours %v raw %v, want 1", name, f.Ours, f.Raw)
@@ -41,14 +35,8 @@ func TestDMShort(t *testing.T) {
 // message (to an offline friend through its relay's mailbox, from an offline sender once it is back) and
 // sees each acked; the raw stream loses what was sent while either end was away.
 func TestDMChurnShort(t *testing.T) {
-	res, err := Run(t.Context(), "dm", Config{Nodes: 8, Msgs: 60, Rates: []float64{30}, Publishers: 2, Churn: 0.25, Seed: 2,
+	res := runShown(t, "dm", Config{Nodes: 8, Msgs: 60, Rates: []float64{30}, Publishers: 2, Churn: 0.25, Seed: 2,
 		Settle: 8 * time.Second, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.WriteTable(os.Stderr); err != nil {
-		t.Fatal(err)
-	}
 	if f := res.Figure("delivery"); f.Ours != 1 || !(f.Raw < 1) {
 		t.Errorf("delivery under churn: ours %v (want 1), raw %v (want < 1)", f.Ours, f.Raw)
 	}

@@ -9,14 +9,8 @@ import (
 // TestFeedsShort runs the feeds scenario on 12 full nodes: every neighbourhood search finds its shop (ours
 // and raw), the backlog syncs completely, and every follower gets every live post.
 func TestFeedsShort(t *testing.T) {
-	res, err := Run(t.Context(), "feeds", Config{Nodes: 12, Msgs: 20, Rates: []float64{20}, Publishers: 2, Spammers: 1, Seed: 3,
+	res := runShown(t, "feeds", Config{Nodes: 12, Msgs: 20, Rates: []float64{20}, Publishers: 2, Spammers: 1, Seed: 3,
 		Warmup: time.Second, Settle: 10 * time.Second, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.WriteTable(os.Stderr); err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"delivery", "discover_delivery"} {
 		if f := res.Figure(name); f.Ours != 1 || f.Raw != 1 {
 			t.Errorf("%s: ours %v raw %v, want 1", name, f.Ours, f.Raw)

@@ -18,12 +18,8 @@ func TestLongRooms(t *testing.T) {
 	if !testnet.Long() {
 		t.Skip("MADANG_LONG=1 or -args -long")
 	}
-	res, err := Run(t.Context(), "rooms", Config{Nodes: 100, Latency: 20 * time.Millisecond, Msgs: 200,
+	res := runShown(t, "rooms", Config{Nodes: 100, Latency: 20 * time.Millisecond, Msgs: 200,
 		Rates: []float64{20}, Churn: 0.1, Spammers: 3, Seed: 7, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = res.WriteTable(os.Stderr)
 	if f := res.Figure("delivery_repaired"); f.Ours < 0.95 || f.Ours < f.Raw-0.01 {
 		t.Errorf("delivery after repair: ours %v raw %v", f.Ours, f.Raw)
 	}
@@ -40,11 +36,7 @@ func TestLongDHT(t *testing.T) {
 	if !testnet.Long() {
 		t.Skip("MADANG_LONG=1 or -args -long")
 	}
-	res, err := Run(t.Context(), "dht", Config{Nodes: 200, Msgs: 60, Rates: []float64{10}, Publishers: 6, Seed: 7, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = res.WriteTable(os.Stderr)
+	res := runShown(t, "dht", Config{Nodes: 200, Msgs: 60, Rates: []float64{10}, Publishers: 6, Seed: 7, Progress: os.Stderr})
 	if f := res.Figure("delivery"); f.Ours != 1 || f.Raw != 1 {
 		t.Errorf("lookups found: ours %v raw %v", f.Ours, f.Raw)
 	}

@@ -12,14 +12,8 @@ import (
 // rejections with reason "validation failed" come from room.validate: pubsub's own signature checks are
 // off under StrictNoSign).
 func TestRoomsShort(t *testing.T) {
-	res, err := Run(t.Context(), "rooms", Config{Nodes: 15, Msgs: 40, Rates: []float64{20}, Spammers: 1, Seed: 2,
+	res := runShown(t, "rooms", Config{Nodes: 15, Msgs: 40, Rates: []float64{20}, Spammers: 1, Seed: 2,
 		Warmup: time.Second, Settle: 10 * time.Second, Progress: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.WriteTable(os.Stderr); err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"delivery", "delivery_repaired"} {
 		if f := res.Figure(name); f.Ours != 1 || f.Raw != 1 {
 			t.Errorf("%s: ours %v raw %v, want 1", name, f.Ours, f.Raw)
@@ -40,4 +34,17 @@ func TestRoomsShort(t *testing.T) {
 	if f := res.Figure("gossip_p50_ms"); !(f.Ours > 0) || f.Ours > res.Figure("p99_ms").Ours {
 		t.Errorf("gossip-layer p50 %v not within the room's latencies", f.Ours)
 	}
+}
+
+// runShown runs a scenario and prints its table to stderr (seen with -v or when the test fails).
+func runShown(t *testing.T, scenario string, c Config) *Result {
+	t.Helper()
+	res, err := Run(t.Context(), scenario, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteTable(os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

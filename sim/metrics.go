@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,27 +179,75 @@ func Percentile(sorted []float64, p float64) float64 {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// Usage is the process's resource use over a phase: CPU time (user+system) and wall time.
+// Usage is the process's resource use over a phase: CPU time (user+system), wall time, and what the
+// garbage collector did meanwhile (all nodes share one heap, so one collection marks every node at once).
 type Usage struct {
-	CPU  time.Duration
-	Wall time.Duration
+	CPU        time.Duration
+	Wall       time.Duration
+	Alloc      uint64        // bytes allocated on the heap
+	GCCycles   uint64        // collections completed
+	GCCPU      time.Duration // CPU spent by the collector (background marking, assists, pauses; runtime estimate)
+	AllCPU     time.Duration // all CPU by the same estimate, to compare GCCPU with
+	GCPauseMax time.Duration // longest stop-the-world pause (histogram bucket bound)
 }
 
 type usageMark struct {
-	cpu  time.Duration
-	wall time.Time
+	cpu   time.Duration
+	wall  time.Time
+	gc    [4]uint64                 // alloc bytes, cycles, GC CPU ns, all CPU ns
+	pause *metrics.Float64Histogram // stop-the-world pauses
 }
+
+// gcMetrics are the runtime/metrics samples Usage is built from.
+var gcMetrics = []string{"/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles", "/cpu/classes/gc/total:cpu-seconds",
+	"/cpu/classes/total:cpu-seconds", "/sched/pauses/total/gc:seconds"}
 
 func markUsage() usageMark {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return usageMark{cpu: cpu, wall: time.Now()}
+	m := usageMark{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), wall: time.Now()}
+	samples := make([]metrics.Sample, len(gcMetrics))
+	for i, name := range gcMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	for i, s := range samples[:4] {
+		switch s.Value.Kind() {
+		case metrics.KindUint64:
+			m.gc[i] = s.Value.Uint64()
+		case metrics.KindFloat64:
+			m.gc[i] = uint64(s.Value.Float64() * 1e9)
+		}
+	}
+	if h := samples[4]; h.Value.Kind() == metrics.KindFloat64Histogram {
+		ph := h.Value.Float64Histogram()
+		m.pause = &metrics.Float64Histogram{Counts: slices.Clone(ph.Counts), Buckets: ph.Buckets}
+	}
+	return m
 }
 
 func (m usageMark) since() Usage {
 	now := markUsage()
-	return Usage{CPU: now.cpu - m.cpu, Wall: now.wall.Sub(m.wall)}
+	u := Usage{CPU: now.cpu - m.cpu, Wall: now.wall.Sub(m.wall), Alloc: now.gc[0] - m.gc[0],
+		GCCycles: now.gc[1] - m.gc[1], GCCPU: time.Duration(now.gc[2] - m.gc[2]), AllCPU: time.Duration(now.gc[3] - m.gc[3])}
+	if m.pause != nil && now.pause != nil && len(now.pause.Counts) == len(m.pause.Counts) {
+		for i := len(now.pause.Counts) - 1; i >= 0; i-- {
+			if now.pause.Counts[i] > m.pause.Counts[i] {
+				u.GCPauseMax = time.Duration(now.pause.Buckets[i+1] * 1e9)
+				break
+			}
+		}
+	}
+	return u
+}
+
+// gcShare is the collector's share of the CPU over the phase. The runtime updates its CPU estimates when a
+// collection ends, so a phase without one has none to compare with (and no collector work): 0.
+func (u Usage) gcShare() float64 {
+	if u.GCCycles == 0 || u.AllCPU <= 0 {
+		return 0
+	}
+	return float64(u.GCCPU) / float64(u.AllCPU)
 }
 
 // heapInUse forces a collection and returns the live heap in bytes.

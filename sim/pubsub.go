@@ -218,6 +218,9 @@ func addPubsubFigures(res *Result, o, r *psMeasure) {
 	res.add("cpu_per_node_pct", 100*float64(o.usage.CPU)/float64(max(o.usage.Wall, 1))/float64(res.Nodes),
 		100*float64(r.usage.CPU)/float64(max(r.usage.Wall, 1))/float64(res.Nodes), "of one core")
 	res.add("goroutines_per_node", o.goroutinesPerNode, r.goroutinesPerNode, "")
+	res.add("alloc_kib_per_delivery", perOK(float64(o.usage.Alloc)/1024, o.repaired), perOK(float64(r.usage.Alloc)/1024, r.repaired), "heap allocated while publishing and settling")
+	res.add("gc_cycles", float64(o.usage.GCCycles), float64(r.usage.GCCycles), "collections meanwhile (one heap: each marks every node)")
+	res.add("gc_cpu_share", o.usage.gcShare(), r.usage.gcShare(), "of the CPU, by the runtime's estimate")
 	so, sr := slices.Sorted(slices.Values(o.sendMS)), slices.Sorted(slices.Values(r.sendMS))
 	res.add("publish_call_p50_ms", Percentile(so, 50), Percentile(sr, 50), "time the publish call takes")
 	res.add("publish_call_p99_ms", Percentile(so, 99), Percentile(sr, 99), "")

@@ -34,6 +34,13 @@ func TestRoomsShort(t *testing.T) {
 	if f := res.Figure("gossip_p50_ms"); !(f.Ours > 0) || f.Ours > res.Figure("p99_ms").Ours {
 		t.Errorf("gossip-layer p50 %v not within the room's latencies", f.Ours)
 	}
+	// A 1 KiB message is copied at every hop: each delivery allocates at least that much, in both runs.
+	if f := res.Figure("alloc_kib_per_delivery"); !(f.Ours > 1) || !(f.Raw > 1) {
+		t.Errorf("allocated per delivery: %+v KiB", f)
+	}
+	if f := res.Figure("gc_cpu_share"); !(f.Ours >= 0 && f.Ours < 1) || !(f.Raw >= 0 && f.Raw < 1) {
+		t.Errorf("GC share of the CPU: %+v", f)
+	}
 }
 
 // runShown runs a scenario and prints its table to stderr (seen with -v or when the test fails).

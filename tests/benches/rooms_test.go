@@ -22,6 +22,7 @@ var long = flag.Bool("long", false, "run the full benchmark matrix (minutes)")
 var roomFigures = []string{
 	"p50_ms", "p95_ms", "p99_ms", "last_node_p50_ms", "delivery", "delivery_repaired", "dups_per_delivery",
 	"bytes_per_delivery", "validations_per_delivery", "cpu_per_delivery_us", "heap_per_node_kib", "goroutines_per_node",
+	"alloc_kib_per_delivery", "gc_cycles", "gc_cpu_share",
 }
 
 // TestRoomFanoutVsRawGossipsub runs an Open Chat room (full nodes, the real room service: signing, one

@@ -1,9 +1,12 @@
 package room
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/madang-p2p/madang/store"
 )
 
 // Test hooks for the external tests of this package.
@@ -38,4 +41,46 @@ func Repair(s *Service, id ID, p peer.ID) (stored int, err error) {
 	}
 	res, err := r.repairWith(s.runCtx, p, math.MaxInt64)
 	return res.stored, err
+}
+
+// StoredFilter reports how many IDs the room's stored-message filter holds and is sized for (ok is false
+// when the room has none, and every lookup reads the store).
+func StoredFilter(s *Service, id ID) (n, capacity int, ok bool) {
+	r, err := s.room(id)
+	if err != nil {
+		return 0, 0, false
+	}
+	r.storedMu.Lock()
+	defer r.storedMu.Unlock()
+	if r.stored == nil {
+		return 0, 0, false
+	}
+	return r.stored.n, r.stored.capacity, true
+}
+
+// IngestStoredAgain offers every message the room has stored to ingestion again, as history sync would,
+// and returns how many it offered and how many were stored a second time.
+func IngestStoredAgain(s *Service, id ID) (offered, again int, err error) {
+	r, err := s.room(id)
+	if err != nil {
+		return 0, 0, err
+	}
+	for e, err := range s.d.Store.Scan(s.runCtx, store.Range{Prefix: "m/" + r.key + "/"}) {
+		if err != nil {
+			return offered, again, err
+		}
+		d, err := parseItem(e.Value)
+		if err != nil || d.msg == nil {
+			return offered, again, fmt.Errorf("stored item %s: %v", e.Key, err)
+		}
+		offered++
+		stored, err := r.ingestMessage(d.msg, false)
+		if err != nil {
+			return offered, again, err
+		}
+		if stored {
+			again++
+		}
+	}
+	return offered, again, nil
 }

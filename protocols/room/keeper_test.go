@@ -93,6 +93,52 @@ func TestHistoryLimitPrunes(t *testing.T) {
 	}
 }
 
+// A message already stored is never stored or delivered again, whichever way it comes back: the filter
+// that answers "not stored" from memory must hold every stored ID through its growth, through pruning
+// and after a restart.
+func TestStoredMessagesNeverStoredTwice(t *testing.T) {
+	const limit, sent = 1000, 3000
+	nodes := testnet.Start(t, 1, testnet.Options{Configure: func(i int, c *config.Config) {
+		fastRooms(i, c)
+		c.Rooms.HistoryLimit = limit
+	}})
+	s := svc(t, nodes[0])
+	in, err := s.Create(t.Context(), room.CreateOptions{Name: "busy", Tags: []string{"busy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := room.ParseID(in.RoomID)
+	if _, c, ok := room.StoredFilter(s, id); !ok || c > 1024 {
+		t.Fatalf("new room: filter %v, capacity %d", ok, c)
+	}
+	for k := range sent {
+		if _, _, err := s.Send(t.Context(), id, fmt.Sprintf("m%04d", k), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testnet.Eventually(t, 5*time.Second, func() bool { i, _ := s.Room(id); return i.Messages <= limit+limit/10 }, "pruned to the limit")
+	check := func(when string) {
+		t.Helper()
+		n, c, ok := room.StoredFilter(s, id)
+		if !ok || c <= 1024 || n > c {
+			t.Fatalf("%s: filter %v holding %d IDs for a capacity of %d; want it grown past 1024", when, ok, n, c)
+		}
+		w := watch(t, s)
+		offered, again, err := room.IngestStoredAgain(s, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offered < limit || again != 0 || w.all != 0 {
+			t.Fatalf("%s: %d stored messages offered again: %d stored twice, %d delivered twice", when, offered, again, w.all)
+		}
+	}
+	check("after growth and pruning")
+	nodes[0].Restart()
+	s = svc(t, nodes[0])
+	testnet.Eventually(t, 5*time.Second, func() bool { _, err := s.Room(id); return err == nil }, "room reopened")
+	check("after a restart")
+}
+
 // Messages typed while no member is reachable are shown at once as pending and reach the room when a
 // member is back, even after the room moved on meanwhile.
 func TestOutboxSendsWhenPeersReturn(t *testing.T) {

@@ -95,6 +95,9 @@ type roomRT struct {
 	recent     map[MsgID]struct{} // recently stored messages (see remember)
 	recentRing []MsgID
 	recentPos  int
+
+	storedMu sync.Mutex
+	stored   *storedFilter // IDs of the stored messages, nil until the room starts (see has)
 }
 
 // liveMark is the last seq the live stream delivered from an author, and when.
@@ -130,6 +133,9 @@ func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) 
 
 // start joins the topic and starts the room's loops under ctx.
 func (r *roomRT) start(ctx context.Context) error {
+	r.mu.Lock()
+	r.rebuildStoredLocked(ctx)
+	r.mu.Unlock()
 	t, err := r.s.d.Gossip.Join(r.id.Topic(), r.validate, gossip.TopicScoreParams())
 	if err != nil {
 		return err
@@ -372,11 +378,6 @@ func (r *roomRT) hasMod(id MsgID) bool {
 	return r.log.Has(id)
 }
 
-func (r *roomRT) has(id MsgID) bool {
-	ok, _ := r.s.d.Store.Has(r.idxKey(id))
-	return ok
-}
-
 func (r *roomRT) msgKey(t int64, id MsgID) string {
 	return "m/" + r.key + "/" + store.Uint64Key(uint64(t)) + "/" + id.String()
 }
@@ -401,6 +402,7 @@ func (r *roomRT) ingestMessage(m *Message, live bool) (bool, error) {
 		r.mu.Unlock()
 		return false, nil
 	}
+	r.addStoredLocked(r.s.runCtx, m.ID)
 	b := r.s.d.DB.NewBatch()
 	_ = b.Put(r.s.d.Store, r.msgKey(m.Body.TimeMs, m.ID), m.Raw)
 	_ = b.Put(r.s.d.Store, r.idxKey(m.ID), []byte(store.Uint64Key(uint64(m.Body.TimeMs))))

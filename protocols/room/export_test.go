@@ -84,3 +84,12 @@ func IngestStoredAgain(s *Service, id ID) (offered, again int, err error) {
 	}
 	return offered, again, nil
 }
+
+// TopicPeers is the room's count of topic peers from its peer events (-1: no such room).
+func TopicPeers(s *Service, id ID) int {
+	r, err := s.room(id)
+	if err != nil {
+		return -1
+	}
+	return int(r.topicPeers.Load())
+}

@@ -187,4 +187,15 @@ func TestOutboxSendsWhenPeersReturn(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("owner has the message %d times after sending it", n)
 	}
+	// Publishing goes by the count of topic peers the room keeps from its peer events: with the member
+	// gone it must drop to none again, and a message typed then waits in the outbox.
+	if c := room.TopicPeers(a, id); c != 1 {
+		t.Fatalf("owner counts %d topic peers, want 1", c)
+	}
+	nodes[1].Stop()
+	testnet.Eventually(t, 10*time.Second, func() bool { return room.TopicPeers(a, id) == 0 }, "member gone from the count")
+	v, published, err = a.Send(ctx, id, "typed after the member left", "")
+	if err != nil || published || !v.Pending {
+		t.Fatalf("send after the member left: published %v pending %v err %v", published, v.Pending, err)
+	}
 }

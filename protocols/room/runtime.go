@@ -96,6 +96,8 @@ type roomRT struct {
 	recentRing []MsgID
 	recentPos  int
 
+	topicPeers atomic.Int64 // peers on the topic, as its peer events tell (see peerLoop)
+
 	storedMu sync.Mutex
 	stored   *storedFilter // IDs of the stored messages, nil until the room starts (see has)
 }
@@ -646,17 +648,23 @@ func (r *roomRT) lastSeq(k pkey) uint64 {
 	return 0
 }
 
-// peerLoop plans a catch-up with each room peer that appears on the topic (we or they came back online,
-// or a new member joined; see catchUpWith) and sends the outbox.
+// peerLoop keeps the count of topic peers (see publish), plans a catch-up with each room peer that
+// appears on the topic (we or they came back online, or a new member joined; see catchUpWith) and sends
+// the outbox.
 func (r *roomRT) peerLoop(ctx context.Context) {
+	peers := map[peer.ID]struct{}{}
 	for {
 		ev, err := r.events.NextPeerEvent(ctx)
 		if err != nil {
 			return
 		}
 		if ev.Type != pubsub.PeerJoin {
+			delete(peers, ev.Peer)
+			r.topicPeers.Store(int64(len(peers)))
 			continue
 		}
+		peers[ev.Peer] = struct{}{}
+		r.topicPeers.Store(int64(len(peers)))
 		r.catchUpWith(ev.Peer)
 		if r.hasPending() {
 			r.s.spawn(func() { r.flushOutbox(ctx) })
@@ -763,9 +771,12 @@ func (r *roomRT) sendSeq(ctx context.Context, kind pb.Kind, text string, replyTo
 
 // publish sends raw on the topic. Flood publishing reaches every topic peer at once; with no topic peer
 // right after joining, it waits up to publishWait for one so that no first message is silently lost.
+// Whether the topic has peers comes from the topic's peer events: asking pubsub (ListPeers) is a round trip
+// through its event loop, which in a busy room held a send up for tens of milliseconds. Only when the
+// events say none does it ask.
 func (r *roomRT) publish(ctx context.Context, raw []byte, d *decoded) bool {
 	opts := []pubsub.PubOpt{pubsub.WithValidatorData(d)}
-	if len(r.topic.ListPeers()) == 0 {
+	if r.topicPeers.Load() == 0 && len(r.topic.ListPeers()) == 0 {
 		if r.s.now().Sub(r.openedAt) > publishWait*10 {
 			return false // alone: history sync delivers it when peers come back
 		}

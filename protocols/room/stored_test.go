@@ -3,6 +3,8 @@ package room
 import (
 	"crypto/rand"
 	"testing"
+
+	"github.com/madang-p2p/madang/store"
 )
 
 func randomMsgID(t testing.TB) MsgID {
@@ -65,5 +67,31 @@ func BenchmarkStoredFilterAbsent(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		f.mayHave(ids[i%len(ids)])
+	}
+}
+
+// BenchmarkStoredFilterRebuild rebuilds the filter of a full room (5,500 messages: the default history
+// limit and the tenth it may run over before pruning) from its index on disk, as a room does under its lock
+// when it starts and when the filter is full.
+func BenchmarkStoredFilterRebuild(b *testing.B) {
+	st, err := store.Open(b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	r := &roomRT{s: &Service{d: Deps{Store: st.Namespace("rooms"), DB: st}}, key: "bench"}
+	batch := st.NewBatch()
+	for range 5500 {
+		_ = batch.Put(r.s.d.Store, r.idxKey(randomMsgID(b)), []byte(store.Uint64Key(1)))
+	}
+	if err := batch.Commit(true); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		r.rebuildStoredLocked(b.Context())
+	}
+	if r.stored == nil || r.stored.n != 5500 {
+		b.Fatalf("rebuilt filter: %+v", r.stored)
 	}
 }

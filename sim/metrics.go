@@ -182,25 +182,23 @@ func Percentile(sorted []float64, p float64) float64 {
 // Usage is the process's resource use over a phase: CPU time (user+system), wall time, and what the
 // garbage collector did meanwhile (all nodes share one heap, so one collection marks every node at once).
 type Usage struct {
-	CPU        time.Duration
-	Wall       time.Duration
-	Alloc      uint64        // bytes allocated on the heap
-	GCCycles   uint64        // collections completed
-	GCCPU      time.Duration // CPU spent by the collector (background marking, assists, pauses; runtime estimate)
-	AllCPU     time.Duration // all CPU by the same estimate, to compare GCCPU with
-	GCPauseMax time.Duration // longest stop-the-world pause (histogram bucket bound)
+	CPU      time.Duration
+	Wall     time.Duration
+	Alloc    uint64        // bytes allocated on the heap
+	GCCycles uint64        // collections completed
+	GCCPU    time.Duration // CPU spent by the collector (background marking, assists, pauses; runtime estimate)
+	AllCPU   time.Duration // all CPU by the same estimate, to compare GCCPU with
 }
 
 type usageMark struct {
-	cpu   time.Duration
-	wall  time.Time
-	gc    [4]uint64                 // alloc bytes, cycles, GC CPU ns, all CPU ns
-	pause *metrics.Float64Histogram // stop-the-world pauses
+	cpu                          time.Duration
+	wall                         time.Time
+	alloc, cycles, gcCPU, allCPU uint64 // the gcMetrics samples, in order (CPU in ns)
 }
 
 // gcMetrics are the runtime/metrics samples Usage is built from.
 var gcMetrics = []string{"/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles", "/cpu/classes/gc/total:cpu-seconds",
-	"/cpu/classes/total:cpu-seconds", "/sched/pauses/total/gc:seconds"}
+	"/cpu/classes/total:cpu-seconds"}
 
 func markUsage() usageMark {
 	var ru syscall.Rusage
@@ -211,34 +209,23 @@ func markUsage() usageMark {
 		samples[i].Name = name
 	}
 	metrics.Read(samples)
-	for i, s := range samples[:4] {
+	var v [4]uint64
+	for i, s := range samples {
 		switch s.Value.Kind() {
 		case metrics.KindUint64:
-			m.gc[i] = s.Value.Uint64()
+			v[i] = s.Value.Uint64()
 		case metrics.KindFloat64:
-			m.gc[i] = uint64(s.Value.Float64() * 1e9)
+			v[i] = uint64(s.Value.Float64() * 1e9)
 		}
 	}
-	if h := samples[4]; h.Value.Kind() == metrics.KindFloat64Histogram {
-		ph := h.Value.Float64Histogram()
-		m.pause = &metrics.Float64Histogram{Counts: slices.Clone(ph.Counts), Buckets: ph.Buckets}
-	}
+	m.alloc, m.cycles, m.gcCPU, m.allCPU = v[0], v[1], v[2], v[3]
 	return m
 }
 
 func (m usageMark) since() Usage {
 	now := markUsage()
-	u := Usage{CPU: now.cpu - m.cpu, Wall: now.wall.Sub(m.wall), Alloc: now.gc[0] - m.gc[0],
-		GCCycles: now.gc[1] - m.gc[1], GCCPU: time.Duration(now.gc[2] - m.gc[2]), AllCPU: time.Duration(now.gc[3] - m.gc[3])}
-	if m.pause != nil && now.pause != nil && len(now.pause.Counts) == len(m.pause.Counts) {
-		for i := len(now.pause.Counts) - 1; i >= 0; i-- {
-			if now.pause.Counts[i] > m.pause.Counts[i] {
-				u.GCPauseMax = time.Duration(now.pause.Buckets[i+1] * 1e9)
-				break
-			}
-		}
-	}
-	return u
+	return Usage{CPU: now.cpu - m.cpu, Wall: now.wall.Sub(m.wall), Alloc: now.alloc - m.alloc,
+		GCCycles: now.cycles - m.cycles, GCCPU: time.Duration(now.gcCPU - m.gcCPU), AllCPU: time.Duration(now.allCPU - m.allCPU)}
 }
 
 // gcShare is the collector's share of the CPU over the phase. The runtime updates its CPU estimates when a

@@ -99,7 +99,7 @@ type roomRT struct {
 	topicPeers atomic.Int64 // peers on the topic, as its peer events tell (see peerLoop)
 
 	storedMu sync.Mutex
-	stored   *storedFilter // IDs of the stored messages, nil until the room starts (see has)
+	stored   *storedFilter // IDs of the stored messages, nil until loaded or the room starts (see has)
 }
 
 // liveMark is the last seq the live stream delivered from an author, and when.
@@ -136,7 +136,9 @@ func (s *Service) newRT(id ID, rec *pb.RoomRecord, genesis *Manifest, log *Log) 
 // start joins the topic and starts the room's loops under ctx.
 func (r *roomRT) start(ctx context.Context) error {
 	r.mu.Lock()
-	r.rebuildStoredLocked(ctx)
+	if r.stored == nil { // not filled by loadLocal: a new room, or its scan did not read to the end
+		r.rebuildStoredLocked(ctx)
+	}
 	r.mu.Unlock()
 	t, err := r.s.d.Gossip.Join(r.id.Topic(), r.validate, gossip.TopicScoreParams())
 	if err != nil {

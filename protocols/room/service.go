@@ -307,10 +307,18 @@ func (r *roomRT) loadLocal(ctx context.Context) {
 	}
 	// Count the messages; the newest ones (parsed, not verified again: they were verified when stored)
 	// give each author's latest seq and time, which are not written with every message.
+	// The same scan gives the IDs for the stored-message filter (see has), if it reads to the end; if it
+	// does not, start rebuilds the filter from the index.
 	n := 0
+	var ids []MsgID
+	complete := true
 	for e, err := range r.s.d.Store.Scan(ctx, store.Range{Prefix: "m/" + r.key + "/", Reverse: true}) {
 		if err != nil {
+			complete = false
 			break
+		}
+		if id, err := ParseMsgID(e.Key[strings.LastIndexByte(e.Key, '/')+1:]); err == nil {
+			ids = append(ids, id)
 		}
 		if n < recentScan {
 			if d, err := parseItem(e.Value); err == nil && d.msg != nil {
@@ -323,6 +331,9 @@ func (r *roomRT) loadLocal(ctx context.Context) {
 		n++
 	}
 	r.count = n
+	if complete {
+		r.stored = filterOf(ids)
+	}
 	if r.persona != nil {
 		if m := r.members[pk(r.persona.Public().(ed25519.PublicKey))]; m != nil {
 			r.lastSent = m.LastMs

@@ -14,7 +14,8 @@ import (
 // room's stored messages (IDs are sha256 prefixes, so their bytes serve as the hashes). It errs only
 // towards "maybe", and then the store decides; so it must hold every stored ID: ingest adds each before
 // writing it, and a rebuild refills it from the message index when the room starts and whenever it has
-// taken more IDs than it is sized for (pruned messages stay in it until then).
+// taken more IDs than it is sized for (pruned messages stay in it until then). A room reopened after a
+// restart fills it from the scan that counts its messages.
 type storedFilter struct {
 	bits     []uint64
 	mask     uint64 // number of bits - 1 (a power of two)
@@ -91,6 +92,15 @@ func (r *roomRT) addStoredLocked(ctx context.Context, id MsgID) {
 	r.storedMu.Unlock()
 }
 
+// filterOf is a filter holding ids, sized for more.
+func filterOf(ids []MsgID) *storedFilter {
+	f := newStoredFilter(len(ids))
+	for _, id := range ids {
+		f.add(id)
+	}
+	return f
+}
+
 // rebuildStoredLocked refills the filter from the room's message index. r.mu is held (or the room is not
 // started), so nothing is stored meanwhile. If the index cannot be read to the end the filter is dropped
 // and every lookup goes to the store.
@@ -109,10 +119,7 @@ func (r *roomRT) rebuildStoredLocked(ctx context.Context) {
 	}
 	var f *storedFilter
 	if ok {
-		f = newStoredFilter(len(ids))
-		for _, id := range ids {
-			f.add(id)
-		}
+		f = filterOf(ids)
 	}
 	r.storedMu.Lock()
 	r.stored = f

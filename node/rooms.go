@@ -13,8 +13,8 @@ func init() {
 	RegisterFeature(Feature{
 		Name:  "directory",
 		Order: 29,
-		Start: func(_ context.Context, n *Node) error {
-			n.directory()
+		Start: func(ctx context.Context, n *Node) error {
+			n.directory(ctx)
 			return nil
 		},
 	})
@@ -22,13 +22,13 @@ func init() {
 }
 
 // directory returns the node's directory service, building it on first use.
-func (n *Node) directory() *directory.Service {
+func (n *Node) directory(ctx context.Context) *directory.Service {
 	if v, ok := n.Lookup("directory"); ok {
 		if d, ok := v.(*directory.Service); ok {
 			return d
 		}
 	}
-	dir := directory.New(n.Host, n.DHT, n.Store.Namespace("directory"), n.Log)
+	dir := directory.New(ctx, n.Host, n.DHT, n.Store.Namespace("directory"), n.Log)
 	n.Provide("directory", dir)
 	n.Go("directory", dir.Run)
 	return dir
@@ -36,7 +36,7 @@ func (n *Node) directory() *directory.Service {
 
 // startRooms runs Open Chat: the room service (topics, history sync, moderation, directory cards), its API
 // and, on relays, keeping the rooms listed in relay.keep_rooms.
-func startRooms(_ context.Context, n *Node) error {
+func startRooms(ctx context.Context, n *Node) error {
 	c := n.Config.Rooms
 	cfg := room.Config{
 		RatePerMinute: c.RatePerMinute, Burst: c.Burst, HistoryLimit: c.HistoryLimit, HistoryOnJoin: c.HistoryOnJoin,
@@ -47,7 +47,7 @@ func startRooms(_ context.Context, n *Node) error {
 	}
 	svc := room.New(room.Deps{
 		Host: n.Host, Routing: n.DHT, Gossip: n.Gossip, Store: n.Store.Namespace("rooms"), DB: n.Store,
-		Events: n.Events, Account: n.Identity, Directory: n.directory(), Log: n.Log,
+		Events: n.Events, Account: n.Identity, Directory: n.directory(ctx), Log: n.Log,
 	}, cfg)
 	if err := svc.RegisterAPI(n.API); err != nil {
 		return err

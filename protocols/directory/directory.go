@@ -125,8 +125,8 @@ type Service struct {
 }
 
 // New builds the directory service and registers its stream handler on h. Cards announced before a restart
-// are loaded from ns and provided again once Run starts.
-func New(h host.Host, r Routing, ns *store.NS, log *slog.Logger, opts ...Options) *Service {
+// are loaded from ns (ctx bounds that read) and provided again once Run starts.
+func New(ctx context.Context, h host.Host, r Routing, ns *store.NS, log *slog.Logger, opts ...Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -139,7 +139,7 @@ func New(h host.Host, r Routing, ns *store.NS, log *slog.Logger, opts ...Options
 		h: h, r: r, ns: ns, log: log, rep: NewRepublisher(r, log, o), grace: cmp.Or(o.LookupGrace, DefaultLookupGrace),
 		kinds: map[string]Verifier{}, held: map[string]map[string]*pb.Held{},
 	}
-	s.load()
+	s.load(ctx)
 	h.SetStreamHandler(ProtocolID, s.handle)
 	return s
 }
@@ -158,9 +158,8 @@ func storeKey(key, kind, id string) string {
 
 func heldID(kind, id string) string { return kind + "\x00" + id }
 
-func (s *Service) load() {
-	// A local read at construction; New takes no context (it only touches the store).
-	for e, err := range s.ns.Scan(context.TODO(), store.Range{Prefix: "c/"}) {
+func (s *Service) load(ctx context.Context) {
+	for e, err := range s.ns.Scan(ctx, store.Range{Prefix: "c/"}) {
 		if err != nil {
 			s.log.Warn("Directory load failed", "err", err)
 			return

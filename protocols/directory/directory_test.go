@@ -78,7 +78,7 @@ func mockDirs(t *testing.T, n int) []*Service {
 		}
 		t.Cleanup(func() { _ = kad.Close() })
 		kads = append(kads, kad)
-		s := New(h, kad, memNS(t), nil, Options{RetryMin: 50 * time.Millisecond})
+		s := New(t.Context(), h, kad, memNS(t), nil, Options{RetryMin: 50 * time.Millisecond})
 		s.RegisterKind("test", verifyTestCard)
 		out = append(out, s)
 		ctx, cancel := context.WithCancel(t.Context())
@@ -165,7 +165,7 @@ func TestAnnounceLookupAcrossDHT(t *testing.T) {
 }
 
 func TestAnnounceRejectsInvalid(t *testing.T) {
-	s := New(mocknetHost(t), &fakeRouting{}, memNS(t), nil)
+	s := New(t.Context(), mocknetHost(t), &fakeRouting{}, memNS(t), nil)
 	s.RegisterKind("test", verifyTestCard)
 	good := testCard(newKey(t), "x", time.Now())
 	bad := append([]byte(nil), good...)
@@ -228,7 +228,7 @@ func TestHeldSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := mocknetHost(t)
-	s := New(h, &fakeRouting{}, st.Namespace("directory"), nil)
+	s := New(t.Context(), h, &fakeRouting{}, st.Namespace("directory"), nil)
 	s.RegisterKind("test", verifyTestCard)
 	if err := s.Announce("a", "test", testCard(newKey(t), "x", time.Now())); err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func TestHeldSurvivesRestart(t *testing.T) {
 	}
 	defer st2.Close()
 	h.RemoveStreamHandler(ProtocolID)
-	s2 := New(h, &fakeRouting{}, st2.Namespace("directory"), nil)
+	s2 := New(t.Context(), h, &fakeRouting{}, st2.Namespace("directory"), nil)
 	if got := s2.Keys(); len(got) != 1 || got[0] != "a" {
 		t.Fatalf("keys after restart: %v", got)
 	}
@@ -254,7 +254,7 @@ func TestHeldSurvivesRestart(t *testing.T) {
 // Republishing happens on the Republish interval; a failed Provide is retried with backoff.
 func TestRepublishAndRetry(t *testing.T) {
 	fr := &fakeRouting{failFirst: 2}
-	s := New(mocknetHost(t), fr, memNS(t), nil, Options{Republish: 150 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	s := New(t.Context(), mocknetHost(t), fr, memNS(t), nil, Options{Republish: 150 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	s.RegisterKind("test", verifyTestCard)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

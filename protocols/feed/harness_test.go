@@ -131,7 +131,7 @@ func startNodeOn(t testing.TB, h host.Host, id *identity.Identity, o netOpts, re
 	nd := &tnode{h: h, kad: kad, bus: events.NewBus(1 << 16), id: id, st: st}
 	var dir Directory
 	if !o.noDir {
-		nd.dir = directory.New(h, kad, st.Namespace("directory"), nil, directory.Options{RetryMin: 50 * time.Millisecond})
+		nd.dir = directory.New(ctx, h, kad, st.Namespace("directory"), nil, directory.Options{RetryMin: 50 * time.Millisecond})
 		dir = nd.dir
 	}
 	opts := Options{

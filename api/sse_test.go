@@ -71,7 +71,7 @@ func seq(from, to uint64) string {
 
 func newStreamServer(t *testing.T) (*events.Bus, *Server, *httptest.Server) {
 	t.Helper()
-	bus := events.NewBus(64)
+	bus := events.NewBus(64, 0)
 	s := newTestServer(t, Options{Events: bus})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -159,7 +159,7 @@ func TestSSETypeFilter(t *testing.T) {
 }
 
 func TestEventsBadRequests(t *testing.T) {
-	bus := events.NewBus(4)
+	bus := events.NewBus(4, 0)
 	h := newTestServer(t, Options{Events: bus}).Handler()
 	for range 10 {
 		bus.Publish("t", nil)
@@ -213,7 +213,7 @@ func TestNDJSONStream(t *testing.T) {
 }
 
 func TestSSEHeartbeat(t *testing.T) {
-	bus := events.NewBus(0)
+	bus := events.NewBus(0, 0)
 	s := newTestServer(t, Options{Events: bus})
 	s.heartbeat = 10 * time.Millisecond
 	srv := httptest.NewServer(s.Handler())
@@ -263,7 +263,7 @@ func serveReal(t *testing.T, s *Server) (base string, cancel context.CancelFunc,
 }
 
 func TestServeShutsDownWithOpenStream(t *testing.T) {
-	bus := events.NewBus(0)
+	bus := events.NewBus(0, 0)
 	s := newTestServer(t, Options{Events: bus})
 	if s.Addr() != "" {
 		t.Fatalf("Addr before Serve = %q", s.Addr())
@@ -301,7 +301,7 @@ func TestServeShutsDownWithOpenStream(t *testing.T) {
 // TestStreamOutlivesReadTimeout guards against the server's ReadTimeout
 // cancelling long-lived streams.
 func TestStreamOutlivesReadTimeout(t *testing.T) {
-	bus := events.NewBus(0)
+	bus := events.NewBus(0, 0)
 	s := newTestServer(t, Options{Events: bus})
 	s.readTimeout = 100 * time.Millisecond
 	s.heartbeat = 20 * time.Millisecond

@@ -22,6 +22,11 @@ import (
 // DefaultCapacity is the ring size used when NewBus is given a capacity <= 0.
 const DefaultCapacity = 4096
 
+// DefaultMaxBytes bounds the JSON the ring retains when NewBus is given maxBytes <= 0: 4,096 events of
+// 1 KiB room messages fit, while a run of large ones (a 4 KiB text is up to 24 KiB of escaped JSON) cannot
+// hold tens of MB of a desktop node's memory for replay.
+const DefaultMaxBytes = 8 << 20
+
 // subscriptionBuffer is how many live events a subscriber may lag behind
 // before it is closed with ErrSlowConsumer.
 const subscriptionBuffer = 256
@@ -49,24 +54,33 @@ type Event struct {
 // Bus is a publish/subscribe event bus with a replay ring buffer. The zero
 // value is not usable; call NewBus. All methods are safe for concurrent use.
 type Bus struct {
-	mu   sync.Mutex
-	ring []Event // ring[(id-1)%len(ring)] holds event id while retained; grows up to max
-	max  int     // retained events at most
-	last uint64  // ID of the last published event, 0 if none
-	subs map[*Subscription]struct{}
+	mu       sync.Mutex
+	ring     []Event // ring[(id-1)%len(ring)] holds event id while retained; grows up to max
+	max      int     // retained events at most
+	maxBytes int     // retained Data bytes at most (the newest event is always retained)
+	bytes    int     // Data bytes of the retained events
+	oldest   uint64  // ID of the oldest retained event; last+1 when none is
+	last     uint64  // ID of the last published event, 0 if none
+	subs     map[*Subscription]struct{}
 }
 
 // NewBus returns a bus that retains the last capacity events for replay
-// (DefaultCapacity if capacity <= 0).
-func NewBus(capacity int) *Bus {
+// (DefaultCapacity if capacity <= 0), fewer if their data adds up to more than
+// maxBytes (DefaultMaxBytes if maxBytes <= 0).
+func NewBus(capacity, maxBytes int) *Bus {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
 	}
 	// The ring grows on demand (append): an idle node (or one of hundreds in a simulation) does not pay
 	// for empty slots. Until it is full, len(ring) == last, so the indexing below holds.
 	return &Bus{
-		max:  capacity,
-		subs: make(map[*Subscription]struct{}),
+		max:      capacity,
+		maxBytes: maxBytes,
+		oldest:   1,
+		subs:     make(map[*Subscription]struct{}),
 	}
 }
 
@@ -93,7 +107,14 @@ func (b *Bus) Publish(typ string, data any) Event {
 	if len(b.ring) < b.max {
 		b.ring = append(b.ring, ev)
 	} else {
+		if b.oldest+uint64(len(b.ring)) == ev.ID { // the slot still holds the oldest retained event
+			b.evictOldestLocked()
+		}
 		b.ring[(ev.ID-1)%uint64(len(b.ring))] = ev
+	}
+	b.bytes += len(raw)
+	for b.bytes > b.maxBytes && b.oldest < b.last {
+		b.evictOldestLocked()
 	}
 	for s := range b.subs {
 		if !s.matches(ev.Type) {
@@ -106,6 +127,14 @@ func (b *Bus) Publish(typ string, data any) Event {
 		}
 	}
 	return ev
+}
+
+// evictOldestLocked drops the oldest retained event from the ring.
+func (b *Bus) evictOldestLocked() {
+	i := (b.oldest - 1) % uint64(len(b.ring))
+	b.bytes -= len(b.ring[i].Data)
+	b.ring[i] = Event{}
+	b.oldest++
 }
 
 // Last returns the ID of the last published event (0 if none).
@@ -132,10 +161,7 @@ func (b *Bus) Subscribe(since uint64, types []string) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	oldest := uint64(1)
-	if n := uint64(len(b.ring)); b.last > n {
-		oldest = b.last - n + 1
-	}
+	oldest := b.oldest
 	if since > b.last || (since > 0 && since+1 < oldest) {
 		s.ch = make(chan Event)
 		s.closeLocked(ErrGap)

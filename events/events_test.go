@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -44,7 +45,7 @@ func wantIDs(t *testing.T, got []Event, want ...uint64) {
 }
 
 func TestPublishAssignsMonotonicIDsAndMarshalsData(t *testing.T) {
-	b := NewBus(0)
+	b := NewBus(0, 0)
 	if b.Last() != 0 {
 		t.Fatalf("Last on empty bus = %d", b.Last())
 	}
@@ -83,7 +84,7 @@ func TestPublishAssignsMonotonicIDsAndMarshalsData(t *testing.T) {
 }
 
 func TestSubscribeReplaysAfterSinceThenLive(t *testing.T) {
-	b := NewBus(16)
+	b := NewBus(16, 0)
 	for i := range 5 {
 		b.Publish("t", i)
 	}
@@ -106,7 +107,7 @@ func TestSubscribeReplaysAfterSinceThenLive(t *testing.T) {
 }
 
 func TestSubscribeTypeFilter(t *testing.T) {
-	b := NewBus(0)
+	b := NewBus(0, 0)
 	exact := b.Subscribe(0, []string{"friend.added"})
 	prefix := b.Subscribe(0, []string{"room.*", " "})
 	star := b.Subscribe(0, []string{"*"})
@@ -150,7 +151,7 @@ func TestMatchType(t *testing.T) {
 }
 
 func TestSubscribeGap(t *testing.T) {
-	b := NewBus(4)
+	b := NewBus(4, 0)
 	for range 10 {
 		b.Publish("t", nil)
 	}
@@ -181,8 +182,51 @@ func TestSubscribeGap(t *testing.T) {
 	}
 }
 
+// TestRingBoundedByBytes: events past the byte budget leave the ring oldest first, also while it still has
+// free slots and after it wrapped; the newest event stays even when it alone is over the budget.
+func TestRingBoundedByBytes(t *testing.T) {
+	const size = 100 // `"` + 98 x + `"`
+	data := strings.Repeat("x", size-2)
+	b := NewBus(8, 3*size)
+	check := func(step string, want []uint64, gapSince uint64) {
+		t.Helper()
+		s := b.Subscribe(0, nil)
+		if got := ids(drain(s)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: retained %v, want %v", step, got, want)
+		}
+		s.Close()
+		if g := b.Subscribe(gapSince, nil); !errors.Is(g.Err(), ErrGap) {
+			t.Errorf("%s: since=%d: Err = %v, want ErrGap", step, gapSince, g.Err())
+		}
+		if s := b.Subscribe(want[0]-1, nil); s.Err() != nil || len(drain(s)) != len(want) {
+			t.Errorf("%s: since=%d does not replay the retained events", step, want[0]-1)
+		}
+	}
+	for range 5 {
+		b.Publish("t", data)
+	}
+	check("before the ring is full", []uint64{3, 4, 5}, 1)
+	for range 10 {
+		b.Publish("t", data)
+	}
+	check("after it wrapped", []uint64{13, 14, 15}, 11)
+	b.Publish("t", strings.Repeat("y", 5*size))
+	check("one event over the budget", []uint64{16}, 14)
+	for range 3 {
+		b.Publish("t", nil) // no data: only the count bounds these; the first one pushes the big event out
+	}
+	check("events without data", []uint64{17, 18, 19}, 15)
+	for range 8 {
+		b.Publish("t", nil)
+	}
+	check("the count bound", []uint64{20, 21, 22, 23, 24, 25, 26, 27}, 18)
+	if b.bytes != 0 {
+		t.Errorf("accounted %d bytes with only empty events retained", b.bytes)
+	}
+}
+
 func TestSlowConsumerIsClosedWithoutBlockingPublish(t *testing.T) {
-	b := NewBus(0)
+	b := NewBus(0, 0)
 	slow := b.Subscribe(0, nil)
 	fast := b.Subscribe(0, nil)
 	defer fast.Close()
@@ -222,7 +266,7 @@ func TestSlowConsumerIsClosedWithoutBlockingPublish(t *testing.T) {
 }
 
 func TestCloseStopsDelivery(t *testing.T) {
-	b := NewBus(0)
+	b := NewBus(0, 0)
 	s := b.Subscribe(0, nil)
 	s.Close()
 	s.Close()
@@ -247,7 +291,7 @@ func TestCloseStopsDelivery(t *testing.T) {
 func TestConcurrentPublishersAndSubscribers(t *testing.T) {
 	const publishers, perPublisher, subscribers = 8, 500, 6
 	total := uint64(publishers * perPublisher)
-	b := NewBus(int(total))
+	b := NewBus(int(total), 0)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, subscribers)
@@ -305,7 +349,7 @@ func BenchmarkPublish(b *testing.B) {
 	payload := map[string]any{"room": "r1", "from": "12D3KooW", "n": 42}
 	for _, subs := range []int{0, 1, 16} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
-			bus := NewBus(0)
+			bus := NewBus(0, 0)
 			var wg sync.WaitGroup
 			ss := make([]*Subscription, subs)
 			for i := range ss {

@@ -42,7 +42,7 @@ func newParty(t testing.TB, name string) *party {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &party{t: t, id: id, st: st, graph: g, ns: st.Namespace("dm"), bus: events.NewBus(1 << 16)}
+	p := &party{t: t, id: id, st: st, graph: g, ns: st.Namespace("dm"), bus: events.NewBus(1<<16, 0)}
 	p.restart()
 	return p
 }

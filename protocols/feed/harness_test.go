@@ -128,7 +128,7 @@ func startNodeOn(t testing.TB, h host.Host, id *identity.Identity, o netOpts, re
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd := &tnode{h: h, kad: kad, bus: events.NewBus(1 << 16), id: id, st: st}
+	nd := &tnode{h: h, kad: kad, bus: events.NewBus(1<<16, 0), id: id, st: st}
 	var dir Directory
 	if !o.noDir {
 		nd.dir = directory.New(ctx, h, kad, st.Namespace("directory"), nil, directory.Options{RetryMin: 50 * time.Millisecond})

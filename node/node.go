@@ -189,7 +189,7 @@ func New(ctx context.Context, home string, cfg config.Config, opts ...Option) (_
 		return nil, err
 	}
 
-	n.Events = events.NewBus(4096, 0)
+	n.Events = events.NewBus(events.DefaultCapacity, events.DefaultMaxBytes)
 	// The token lives in <home>/api.token; an in-memory node gets a random one (APIToken) so tests can call
 	// its handlers through n.API.Handler().
 	if home != "" {
